@@ -15,6 +15,9 @@ _BUILTIN_MODULES = (
     "rtaudio.stages.level",
     "rtaudio.stages.resample",
     "rtaudio.stages.spectral",
+    "rtaudio.stages.denoise",
+    "rtaudio.devices",
+    "rtaudio.display.window",
 )
 _REGISTRY: dict[str, type[Component]] = {}
 _loaded = False
@@ -37,7 +40,7 @@ def _load() -> None:
         try:
             importlib.import_module(mod)
         except ModuleNotFoundError as e:
-            if e.name != mod:  # a missing dependency, not a missing optional module
+            if not (e.name and mod.startswith(e.name)):  # a missing dependency: fail loudly
                 raise
     for group in ("rtaudio.stages", "rtaudio.sources", "rtaudio.sinks"):
         for ep in entry_points(group=group):

@@ -170,6 +170,10 @@ class ConsoleSink(Sink):
         data = msg.data
         if isinstance(data, dict) and "label" in data:
             text = f"{data['label']}  score={data.get('score', 0):.2f}"
+        elif msg.topic == "level":
+            rms = " ".join(f"{v:6.1f}" for v in data["rms_db"])
+            peak = " ".join(f"{v:6.1f}" for v in data["peak_db"])
+            text = f"rms {rms} dBFS  peak {peak} dBFS{'  CLIP' if data['clip'] else ''}"
         else:
             text = json.dumps(message_to_json(msg)["data"])[:120]
         print(f"[{msg.time:9.3f} s] {msg.topic}: {text}", file=sys.stdout, flush=True)

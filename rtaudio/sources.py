@@ -33,9 +33,7 @@ class Source(Component):
     def close(self) -> None:
         pass
 
-    @property
-    def realtime(self) -> bool:
-        return bool(self.values.get("realtime", False))
+    realtime: bool = False  # overridden by a `realtime` param where the source has one
 
     @property
     def total_frames(self) -> int | None:
