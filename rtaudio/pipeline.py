@@ -210,16 +210,18 @@ def parse_chain(text: str, origin: str = "<chain>") -> PipelineSpec:
 
 
 def load_any(text: str) -> PipelineSpec:
-    """A chain if it contains '!' or a space-separated kind, else a pipeline name or file."""
+    """A chain if it contains '!' or '=', else a pipeline name or file, else a one-stage chain."""
     if "!" in text or ("=" in text and not text.endswith(".toml")):
         return parse_chain(text)
     try:
         return load(text)
     except RtAudioError as e:
-        # A bare word might be a single-stage chain ("denoise", "gain").
-        if "unknown pipeline" in str(e):
-            try:
-                return parse_chain(text)
-            except ConfigError:
-                pass
-        raise
+        if "unknown pipeline" not in str(e):
+            raise
+        try:
+            return parse_chain(text)
+        except ConfigError as chain_error:
+            if "unknown" not in str(chain_error):
+                raise
+            raise RtAudioError(f"'{text}' is neither a pipeline nor a stage kind: {e}; "
+                               f"run 'rtaudio stages' for the stage kinds") from None

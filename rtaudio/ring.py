@@ -32,6 +32,7 @@ class RingBuffer:
         self.policy = policy
         self.buf = np.zeros((size, channels), dtype=np.float32)
         self.written = 0  # frames ever written (producer only)
+        self.claimed = 0  # frames written or being written right now (producer only)
         self.read = 0  # frames ever consumed or skipped (consumer only)
         self.overflow = 0  # frames lost because the ring was full (producer side count)
         self.skipped = 0  # frames the consumer skipped over (drop_oldest)
@@ -77,6 +78,7 @@ class RingBuffer:
         n = frames.shape[0]
         if n == 0:
             return
+        self.claimed = self.written + n  # published before the copy: readers check it after theirs
         start = self.written & self.mask
         first = min(n, self.capacity - start)
         self.buf[start : start + first] = frames[:first]
@@ -110,7 +112,7 @@ class RingBuffer:
                 out[first:n] = self.buf[: n - first]
             if self.policy == "drop_oldest":
                 # The producer may have lapped us while we copied: those frames are corrupt.
-                lapped = self.written - self.read - self.capacity
+                lapped = self.claimed - self.read - self.capacity
                 if lapped > 0:
                     bad = min(lapped, n)
                     self.skipped += bad
