@@ -83,6 +83,11 @@ def test_bad_inputs_give_one_clear_line_and_leave_nothing(tmp_path, noise_wav):
     trunc = tmp_path / "trunc.wav"
     trunc.write_bytes(src.read_bytes()[:30])
     _bad(["process", "gain", str(trunc), str(out)], tmp_path, "trunc.wav")
+    odd = tmp_path / "mp3.wav"  # a WAV header announcing MPEG data: a sample format we can't decode
+    header = bytearray(src.read_bytes())
+    header[20:22] = (0x55).to_bytes(2, "little")
+    odd.write_bytes(header)
+    _bad(["process", "gain", str(odd), str(out)], tmp_path, "mp3.wav: cannot read audio")
     nan = tmp_path / "nan.wav"
     y = np.zeros((16000, 1), np.float32)
     y[12345] = np.nan
