@@ -77,6 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     lt.add_argument("--seconds", type=float, default=3.0)
     lt.set_defaults(func=cmd_latency_test)
 
+    tr = sub.add_parser("train", help="train a keyword detector for words you type (TTS data)")
+    tr.add_argument("--keywords", default="yes,no,up,down,left,right,on,off,stop,go",
+                    help="comma-separated keywords or phrases")
+    tr.add_argument("--out", default=None, help="model directory to write")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--minutes", type=float, default=None, help="training time budget")
+    tr.add_argument("--model", choices=("cnn", "gru"), default=None)
+    tr.set_defaults(func=cmd_train)
+
     dm = sub.add_parser("demo", help="the main job: live monitor, or the built-in demo with no sound card")
     dm.add_argument("--snapshot", default="out/demo.png", metavar="PNG")
     dm.add_argument("--outdir", default="out")
@@ -286,6 +295,12 @@ def cmd_devices(args) -> int:
 
 def cmd_latency_test(args) -> int:
     from .latency_test import cmd_latency_test as run
+
+    return run(args)
+
+
+def cmd_train(args) -> int:
+    from .kws.train import cmd_train as run
 
     return run(args)
 
