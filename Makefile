@@ -7,7 +7,8 @@ SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_RUN := libportaudio2 libsndfile1 espeak-ng \
            libegl1 libgl1 libglib2.0-0 libfontconfig1 libfreetype6 libdbus-1-3 \
            libxkbcommon0 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 \
-           libxcb-shape0 libxcb-render-util0 libxcb-image0 libxcb-xkb1 libx11-xcb1
+           libxcb-shape0 libxcb-render-util0 libxcb-image0 libxcb-xkb1 libx11-xcb1 libxcb-randr0 \
+           libxcb-sync1 libxcb-xfixes0 libxcb-shm0 libxcb-render0 libxcb-util1 fonts-dejavu-core
 APT_TEST := pulseaudio pulseaudio-utils libasound2-plugins jackd2
 
 .PHONY: demo test install install-test system system-test lint bench
