@@ -86,6 +86,15 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--model", choices=("cnn", "gru"), default=None)
     tr.set_defaults(func=cmd_train)
 
+    th = sub.add_parser("train-hmm", help="train the HMM keyword spotter (hmmlearn) for typed words")
+    th.add_argument("--keywords", default="yes,no,up,down,left,right,on,off,stop,go")
+    th.add_argument("--out", default=None, help="model directory to write")
+    th.add_argument("--seed", type=int, default=0)
+    th.add_argument("--train-seconds", type=float, default=None, help="augmented speech to train on")
+    th.add_argument("--calib-seconds", type=float, default=600.0, help="keyword-free speech to calibrate on")
+    th.add_argument("--target-fa", type=float, default=10.0, help="false accepts per hour, all keywords")
+    th.set_defaults(func=cmd_train_hmm)
+
     dm = sub.add_parser("demo", help="the main job: live monitor, or the built-in demo with no sound card")
     dm.add_argument("--snapshot", default="out/demo.png", metavar="PNG")
     dm.add_argument("--outdir", default="out")
@@ -154,6 +163,8 @@ def print_summary(engine, file=sys.stderr) -> None:
     con.print("counters: " + _fmt_counters(losses))
     if sm.dropped:
         con.print(f"[bold red]lost or padded samples: {sm.dropped}[/]")
+    if sm.counters.get("bus dropped"):
+        con.print(f"[yellow]analysis messages dropped by a slow consumer: {sm.counters['bus dropped']}[/]")
 
 
 def _engine_from_spec(spec):
@@ -174,6 +185,8 @@ def cmd_run(args) -> int:
         )
     _apply_sets(spec, args.set)
     _apply_live_options(spec, args)
+    if args.snapshot and not Path(args.snapshot).resolve().parent.is_dir():
+        raise RtAudioError(f"--snapshot {args.snapshot}: directory does not exist")
     engine = _engine_from_spec(spec)
     engine.prepare()
     _print_start(engine, args)
@@ -301,6 +314,12 @@ def cmd_latency_test(args) -> int:
 
 def cmd_train(args) -> int:
     from .kws.train import cmd_train as run
+
+    return run(args)
+
+
+def cmd_train_hmm(args) -> int:
+    from .hmm.train import cmd_train_hmm as run
 
     return run(args)
 

@@ -56,7 +56,8 @@ _LOSS_WORDS = ("overflow", "underflow", "dropped", "skipped", "slip", "xrun")
 
 
 def _is_loss(key: str) -> bool:
-    return any(w in key for w in _LOSS_WORDS)
+    """Counters of lost or padded *samples* (bus counters count messages, reported apart)."""
+    return not key.startswith("bus") and any(w in key for w in _LOSS_WORDS)
 
 
 class Engine:
@@ -106,6 +107,10 @@ class Engine:
             for s in self.sinks:
                 s.open(fmt, self.bus)
                 opened.append(s)
+            # A device source may take over a device sink: one duplex stream, one clock.
+            link = getattr(self.source, "link_sinks", None)
+            if link is not None:
+                link(self.sinks)
         except BaseException:
             for s in opened:
                 s.close(keep=False)
