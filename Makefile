@@ -11,13 +11,16 @@ APT_RUN := libportaudio2 libsndfile1 espeak-ng \
            libxcb-sync1 libxcb-xfixes0 libxcb-shm0 libxcb-render0 libxcb-util1 fonts-dejavu-core
 APT_TEST := pulseaudio pulseaudio-utils libasound2-plugins jackd2
 
-.PHONY: demo test install install-test system system-test lint bench
+.PHONY: demo test test-goals install install-test system system-test lint bench
 
 demo: install
 	$(VENV)/bin/rtaudio demo
 
 test: install-test
-	QT_QPA_PLATFORM=offscreen $(VENV)/bin/pytest -q -ra
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/pytest -q -ra -m "not goal"
+
+test-goals: install-test
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/pytest -q -ra -s -m goal
 
 lint: install-test
 	$(VENV)/bin/ruff check .

@@ -75,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     lt.add_argument("--output-device", default=None)
     lt.add_argument("--rate", type=int, default=48000)
     lt.add_argument("--seconds", type=float, default=3.0)
+    lt.add_argument("--jack-loopback", action="store_true",
+                    help="connect this client's JACK outputs to its inputs (no cable needed)")
     lt.set_defaults(func=cmd_latency_test)
 
     tr = sub.add_parser("train", help="train a keyword detector for words you type (TTS data)")
@@ -199,7 +201,22 @@ def cmd_run(args) -> int:
             raise ConfigError(f"--snapshot: {spec.origin} has no window sink")
         _run_console(engine, args)
     print_summary(engine)
+    _print_device_latency(engine)
     return 1 if engine.summary.stopped_by == "error" else 0
+
+
+def _print_device_latency(engine) -> None:
+    """The device latency as the running stream reported it (the start line has the opening values)."""
+    dev = {}
+    for obj in [engine.source, *engine.sinks]:
+        rep = getattr(obj, "reported_latency", None)
+        if callable(rep):
+            dev.update(rep())
+    if dev:
+        lat = engine.latency_seconds
+        print("device latency while running: " + ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in dev.items())
+              + f"; with the pipeline's {1000 * lat:.1f} ms: {1000 * (lat + sum(dev.values())):.1f} ms",
+              file=sys.stderr)
 
 
 def _print_start(engine, args) -> None:

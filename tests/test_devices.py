@@ -1,0 +1,190 @@
+"""Device listing and selection, parameter errors, and failures on real audio servers: a callback
+that raises, and a server that dies mid-stream."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from rtaudio.devices import DeviceInput, DeviceOutput, cmd_devices, find_device
+from rtaudio.engine import Engine
+from rtaudio.errors import ConfigError, RtAudioError
+from rtaudio.sinks import WavSink
+
+pytestmark = pytest.mark.audio
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_devices_table_lists_server_devices(pulse_server, jack_server, capsys):
+    assert cmd_devices(None) == 0
+    out = capsys.readouterr().out
+    assert "pulse" in out and "system" in out and "JACK" in out
+    assert "default input" in out
+
+
+def test_find_device_by_index_name_and_default(pulse_server):
+    import sounddevice as sd
+
+    i = find_device("pulse", "input")
+    assert sd.query_devices(i)["name"] == "pulse"
+    assert find_device(str(i), "output") == i
+    assert find_device(i, "input") == i
+    assert find_device("PULS", "input") == i  # case-insensitive substring
+    assert find_device("default", "input") is None
+
+
+def test_wrong_device_name_lists_candidates(pulse_server, jack_server):
+    with pytest.raises(RtAudioError) as e:
+        find_device("no-such-card", "input")
+    msg = str(e.value)
+    assert "no input device matches 'no-such-card'" in msg
+    assert "pulse" in msg and "system" in msg  # the candidates are listed
+    with pytest.raises(RtAudioError, match="does not exist"):
+        find_device("999", "output")
+
+
+def test_ambiguous_device_name_is_an_error(pulse_server, jack_server):
+    # "a" is in every device's name or host API: ambiguous, and the matches are listed
+    with pytest.raises(RtAudioError, match="ambiguous.*pulse"):
+        find_device("a", "input")
+
+
+def test_wrong_device_fails_at_prepare_naming_candidates(pulse_server, tmp_path):
+    out = tmp_path / "x.wav"
+    eng = Engine(DeviceInput(device="nonexistent"), [], [WavSink(path=str(out))], block=256)
+    with pytest.raises(RtAudioError, match="no input device matches 'nonexistent'.*pulse"):
+        eng.prepare()
+    assert not out.exists() and not list(tmp_path.iterdir())
+
+
+def test_bad_latency_and_rate_are_config_errors(pulse_server):
+    with pytest.raises(ConfigError, match="latency"):
+        DeviceInput(latency="fast")
+    with pytest.raises(ConfigError, match="latency"):
+        DeviceOutput(latency="-1")
+    assert DeviceInput(latency="0.05").latency_setting == 0.05
+
+
+def test_callback_error_reaches_the_main_thread(pulse_server, tmp_path):
+    """A failure inside the PortAudio callback stops the run with a clear error in the caller's
+    thread, and the file written so far is complete and valid."""
+    out = tmp_path / "rec.wav"
+    eng = Engine(DeviceInput(device=pulse_server.device), [], [WavSink(path=str(out))], block=256)
+    eng.prepare()
+    eng.start()
+    deadline = time.monotonic() + 10
+    while eng.summary.samples_in < 24000 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert eng.summary.samples_in >= 24000, "no audio arrived"
+    eng.ring.buf.flags.writeable = False  # the callback's next copy into the ring raises
+    with pytest.raises(RtAudioError, match="audio callback failed: ValueError"):
+        deadline = time.monotonic() + 10
+        while not eng.wait(0.1):
+            assert time.monotonic() < deadline, "the callback error never reached the caller"
+    assert eng.summary.stopped_by == "error"
+    info = sf.info(str(out))
+    assert info.frames == eng.summary.samples_out >= 24000
+
+
+PIPELINE = """
+[pipeline]
+block = 256
+
+[source]
+kind = "input"
+device = "pulse"
+
+[[stages]]
+kind = "gain"
+db = -6.0
+
+[[sinks]]
+kind = "wav"
+path = "{out}"
+"""
+
+
+def _wait_recording(proc, folder, seconds: float, timeout: float = 60.0) -> None:
+    """Wait until the run's WAV (still under its temporary name) holds `seconds` of 48 kHz mono float:
+    PulseAudio's first callback may come seconds after start on a loaded machine."""
+    want = 44 + int(seconds * 48000) * 4
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        if any(p.stat().st_size >= want for p in folder.glob(".rec.wav.*.partial")):
+            return
+        time.sleep(0.1)
+    pytest.fail(f"no {seconds} s of recording after {timeout} s")
+
+
+def test_server_dying_mid_stream_ends_run_with_clear_error(tmp_path):
+    """`rtaudio run` on a PulseAudio server that is killed after ~3 s: non-zero exit, a one-line
+    message naming the device, and a valid WAV with what was recorded. Its own server (not the
+    session's), in a child process, so killing it harms no other test."""
+    audio_dir = tmp_path / "audio"
+    env = {**os.environ, "RTAUDIO_AUDIO_DIR": str(audio_dir), "PYTHON": sys.executable}
+    for k in ("PULSE_SERVER", "PULSE_RUNTIME_PATH", "PULSE_STATE_PATH"):
+        env.pop(k, None)
+    start = subprocess.run([str(ROOT / "scripts/audio-server/start-audio-server.sh"), "pulse"],
+                           env=env, capture_output=True, text=True, timeout=60)
+    if start.returncode != 0:
+        pytest.fail(f"could not start PulseAudio: {start.stderr}", pytrace=False)
+    try:
+        for line in (audio_dir / "pulse-env.sh").read_text().split():
+            k, eq, v = line.partition("=")
+            if eq:
+                env[k] = v.strip('"')
+        out = tmp_path / "rec.wav"
+        pipe = tmp_path / "rec.toml"
+        pipe.write_text(PIPELINE.format(out=out))
+        proc = subprocess.Popen([sys.executable, "-m", "rtaudio.cli", "run", str(pipe),
+                                 "--seconds", "60", "--quiet"], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _wait_recording(proc, tmp_path, 1.5)
+        subprocess.run([str(ROOT / "scripts/audio-server/stop-audio-server.sh"), "pulse"],
+                       env=env, timeout=30)
+        try:
+            stdout, stderr = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            pytest.fail("rtaudio kept running after its audio server died")
+    finally:
+        subprocess.run([str(ROOT / "scripts/audio-server/stop-audio-server.sh"), "all"], env=env,
+                       timeout=30)
+    print(stderr)
+    assert proc.returncode != 0
+    assert "device 'pulse'" in stderr and ("failed" in stderr or "stopped" in stderr)
+    assert "Traceback" not in stderr
+    data, rate = sf.read(str(out), dtype="float32")
+    assert rate == 48000 and data.shape[0] >= rate  # at least a second before the server died
+    assert np.isfinite(data).all()
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_the_recording(pulse_server, tmp_path):
+    """SIGINT to `rtaudio run` on a live input: a clean stop (exit 0), a valid WAV."""
+    out = tmp_path / "rec.wav"
+    pipe = tmp_path / "rec.toml"
+    pipe.write_text(PIPELINE.format(out=out))
+    proc = subprocess.Popen([sys.executable, "-m", "rtaudio.cli", "run", str(pipe), "--seconds",
+                             "60", "--quiet"], cwd=ROOT, env=dict(os.environ),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_recording(proc, tmp_path, 1.5)
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, stderr = proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        pytest.fail("rtaudio did not stop on Ctrl-C")
+    print(stderr)
+    assert proc.returncode == 0, stderr
+    assert "Traceback" not in stderr
+    data, rate = sf.read(str(out), dtype="float32")
+    assert rate == 48000 and data.shape[0] >= rate
