@@ -9,7 +9,8 @@ APT_RUN := libportaudio2 libsndfile1 espeak-ng \
            libxkbcommon0 libxkbcommon-x11-0 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 \
            libxcb-shape0 libxcb-render-util0 libxcb-image0 libxcb-xkb1 libx11-xcb1 libxcb-randr0 \
            libxcb-sync1 libxcb-xfixes0 libxcb-shm0 libxcb-render0 libxcb-util1 fonts-dejavu-core
-APT_TEST := pulseaudio pulseaudio-utils libasound2-plugins jackd2
+APT_TEST := pulseaudio pulseaudio-utils libasound2-plugins jackd2 \
+            flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
 
 .PHONY: demo test test-goals install install-test system system-test lint bench
 

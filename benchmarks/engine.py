@@ -93,7 +93,8 @@ def main() -> None:
     for block in (64, 128, 256, 512, 1024, 2048, 4096):
         per, ring = overhead(block)
         dur = block / RATE
-        print(f"{block:>6} {per * 1e6:>9.1f} {100 * per / dur:>10.3f} {ring * 1e6:>8.1f} {100 * ring / dur:>7.3f}")
+        print(f"{block:>6} {per * 1e6:>9.1f} {100 * per / dur:>10.3f} "
+              f"{ring * 1e6:>8.1f} {100 * ring / dur:>7.3f}")
     rt, wall = throughput(args.minutes)
     print(f"\nrtaudio process, {args.minutes:g} min 48 kHz stereo, highpass ! gain ! level ! lowpass: "
           f"{wall:.1f} s wall = {rt:.0f}x real time")

@@ -18,6 +18,10 @@ _BUILTIN_MODULES = (
     "rtaudio.stages.denoise",
     "rtaudio.devices",
     "rtaudio.display.window",
+    "rtaudio.stages.features",
+    "rtaudio.kws.stage",
+    "rtaudio.hmm.stage",
+    "rtaudio.stages.fusion",
 )
 _REGISTRY: dict[str, type[Component]] = {}
 _loaded = False

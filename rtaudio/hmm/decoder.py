@@ -70,9 +70,10 @@ class KeywordSpotter:
         keywords: dict[str, GaussianMixtureHMM],
         filler: GaussianMixtureHMM,
         thresholds: dict[str, float] | None = None,
-        min_frames: int = 10,
-        max_frames: int = 150,
+        min_frames: int | str = 10,
+        max_frames: int | str = 150,
         refractory: int = 50,
+        normalize: bool = True,
     ) -> None:
         self.names = list(keywords)
         self.filler = filler
@@ -98,8 +99,17 @@ class KeywordSpotter:
             self.valid[i, :s] = True
         self.last = self.n_states - 1
         self.thresholds = np.array([(thresholds or {}).get(n, 0.0) for n in self.names])
-        self.min_frames, self.max_frames, self.refractory = min_frames, max_frames, refractory
+        self.refractory = refractory
+        # Duration limits: one number for all keywords, or per keyword in proportion to its states.
+        self.min_frames = self._per_keyword(min_frames)
+        self.max_frames = self._per_keyword(max_frames)
+        self.normalize = normalize
         self.reset()
+
+    def _per_keyword(self, v) -> np.ndarray:
+        if isinstance(v, str) and v.startswith("x"):  # "x2.4": that many frames per state
+            return np.round(float(v[1:]) * self.n_states).astype(np.int64)
+        return np.full(len(self.names), int(v), np.int64)
 
     def reset(self) -> None:
         k, s = self.valid.shape
@@ -136,7 +146,8 @@ class KeywordSpotter:
             self.B = start
             end_score = self.D[rows, self.last]
             dur = self.frame - self.B[rows, self.last] + 1
-            norm = np.where((dur >= self.min_frames) & (dur <= self.max_frames), end_score / dur, NEG)
+            value = end_score / dur if self.normalize else end_score
+            norm = np.where((dur >= self.min_frames) & (dur <= self.max_frames), value, NEG)
             scores[t] = norm
             fire = (norm > self.thresholds) & (self.frame >= self.quiet_until)
             for i in np.flatnonzero(fire):

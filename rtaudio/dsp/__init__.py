@@ -1,0 +1,1 @@
+"""Signal-processing building blocks shared by stages (no stage contract here)."""

@@ -1,0 +1,271 @@
+"""Training the HMM spotter with hmmlearn: a left-to-right GaussianHMM per keyword (Baum-Welch, states
+in proportion to the word's length) and a GMM filler on non-keyword speech, noise and silence."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from hmmlearn import hmm
+
+from .params import GaussianMixtureHMM, save_models
+
+FRAMES_PER_STATE = 4  # about 40 ms of speech per state: roughly one per phone half
+
+
+def n_states_for(frames: list[int]) -> int:
+    return int(np.clip(round(np.median(frames) / FRAMES_PER_STATE), 4, 30))
+
+
+def train_keyword(examples: list[np.ndarray], n_states: int | None = None, n_mix: int = 1, n_iter: int = 12,
+                  seed: int = 0, name: str = "") -> GaussianMixtureHMM:
+    """Baum-Welch on the keyword's feature sequences (each (T_i, D)), left-to-right, no skips.
+    With `n_mix` > 1 each state is a Gaussian mixture (voices differ more than one Gaussian allows)."""
+    examples = [e for e in examples if len(e) >= 2]
+    lengths = [len(e) for e in examples]
+    s = n_states or n_states_for(lengths)
+    examples = [e for e in examples if len(e) >= s]
+    X = np.concatenate(examples)
+    # Uniform segmentation gives the initial means and variances of each state.
+    seg = np.concatenate([np.minimum((np.arange(len(e)) * s) // len(e), s - 1) for e in examples])
+    d = X.shape[1]
+    means = np.stack([X[seg == i].mean(0) for i in range(s)])
+    var_floor = 0.01 * X.var(0) + 1e-3
+    covars = np.stack([np.maximum(X[seg == i].var(0), var_floor) for i in range(s)])
+    stay = 1.0 - s / np.mean([len(e) for e in examples])
+    stay = float(np.clip(stay, 0.3, 0.95))
+    trans = np.zeros((s, s))
+    for i in range(s - 1):
+        trans[i, i], trans[i, i + 1] = stay, 1 - stay
+    trans[-1, -1] = 1.0
+    common = dict(covariance_type="diag", n_iter=n_iter, init_params="", random_state=seed, min_covar=1e-3)
+    if n_mix == 1:
+        model = hmm.GaussianHMM(s, params="tmc", **common)
+        model.means_, model.covars_ = means, covars
+    else:
+        rng = np.random.default_rng(seed)
+        model = hmm.GMMHMM(s, n_mix=n_mix, params="tmcw", **common)
+        jitter = rng.normal(0, 0.5, (s, n_mix, d)) * np.sqrt(covars)[:, None, :]
+        model.means_ = means[:, None, :] + jitter
+        model.covars_ = np.repeat(covars[:, None, :], n_mix, axis=1)
+        model.weights_ = np.full((s, n_mix), 1.0 / n_mix)
+    model.n_features = d
+    model.startprob_ = np.eye(s)[0]
+    model.transmat_ = trans
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(X, [len(e) for e in examples])
+    return GaussianMixtureHMM.from_hmmlearn(model, name)
+
+
+def train_filler(frames: np.ndarray, n_states: int = 1, n_mix: int = 32, n_iter: int = 15, seed: int = 0,
+                 max_frames: int = 150_000) -> GaussianMixtureHMM:
+    """The filler: an ergodic HMM over non-keyword frames (hmmlearn GMMHMM). One state is a plain GMM
+    'garbage' model; several states act as a crude phone loop that also models how speech moves."""
+    # Contiguous chunks (not scattered frames) so the transitions are learned from real sequences.
+    if len(frames) > max_frames:
+        start = np.random.default_rng(seed).integers(0, len(frames) - max_frames)
+        frames = frames[start : start + max_frames]
+    model = hmm.GMMHMM(n_states, n_mix=n_mix, covariance_type="diag", n_iter=n_iter, random_state=seed,
+                       min_covar=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(frames)
+    return GaussianMixtureHMM.from_hmmlearn(model, "filler")
+
+
+# -- the whole recipe: TTS corpus -> continuous augmented streams -> front end -> models -----------
+def _frames_in(spans, n_frames: int, hop: int, win: int, kind: str = "kw"):
+    """Per keyword span: the frame range whose centres lie inside it."""
+    centres = np.arange(n_frames) * hop + win // 2
+    out = []
+    for s in spans:
+        if s.kind == kind:
+            idx = np.flatnonzero((centres >= s.start) & (centres < s.end))
+            if len(idx):
+                out.append((s.label, idx[0], idx[-1] + 1))
+    return out
+
+
+def make_streams(corpus, seed: int, seconds: float, chunk: float = 30.0, p_kw: float = 0.35):
+    """Augmented continuous streams (each `chunk` s, one acoustic condition each)."""
+    from ..kws.data import augment, make_stream
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(max(1, int(round(seconds / chunk)))):
+        y, spans = make_stream(corpus, rng, chunk, p_kw=p_kw)
+        out.append((augment(y, spans, rng, corpus.sent), spans))
+    return out
+
+
+def split_corpus(corpus, holdout: float, seed: int):
+    """(train, held-out) corpora: every list is split, so calibration never sees training clips."""
+    from dataclasses import replace
+
+    rng = np.random.default_rng(seed)
+
+    def cut(items):
+        idx = rng.permutation(len(items))
+        k = max(1, int(round(len(items) * holdout)))
+        return [items[i] for i in idx[k:]], [items[i] for i in idx[:k]]
+
+    kw = [cut(c) for c in corpus.kw]
+    neg, sent = cut(corpus.neg), cut(corpus.sent)
+    train = replace(corpus, kw=[a for a, _ in kw], neg=neg[0], sent=sent[0])
+    held = replace(corpus, kw=[b for _, b in kw], neg=neg[1], sent=sent[1])
+    return train, held
+
+
+def calibrate(traces: np.ndarray, hours: float, target_fa_per_hour: float, refractory: int) -> np.ndarray:
+    """Per keyword: the lowest threshold whose false-accept events on keyword-free audio stay within
+    the target rate (events = runs above threshold separated by at least `refractory` frames)."""
+    k = traces.shape[1]
+    allowed = int(np.floor(target_fa_per_hour * hours))
+    th = np.zeros(k)
+    for i in range(k):
+        x = traces[:, i]
+        peaks = _event_peaks(x, refractory)
+        peaks = np.sort(peaks)[::-1]
+        # Above the (allowed+1)-th highest event peak, at most `allowed` events remain.
+        th[i] = (peaks[allowed] + 1e-3) if len(peaks) > allowed else float(np.min(x[x > -1e29], initial=0.0))
+    return th
+
+
+def _event_peaks(x: np.ndarray, refractory: int) -> np.ndarray:
+    """Greedy grouping: the highest frame, then nothing within `refractory` of it, and so on."""
+    x = x.copy()
+    peaks = []
+    valid = x > -1e29
+    order = np.argsort(x)[::-1]
+    taken = np.zeros(len(x), bool)
+    for t in order:
+        if not valid[t]:
+            break
+        if taken[t]:
+            continue
+        peaks.append(x[t])
+        taken[max(0, t - refractory) : t + refractory + 1] = True
+        if len(peaks) >= 200:
+            break
+    return np.array(peaks)
+
+
+def _features(streams, cfg, mean=None, var=None):
+    from .frontend import FrontEnd
+
+    fe = FrontEnd(cfg, mean, var)
+    out = []
+    for y, _ in streams:
+        fe.reset()
+        out.append(fe.push(y) if mean is not None else fe.raw(y))
+    return out
+
+
+def _score_streams(spotter, feats):
+    traces, found = [], []
+    for X in feats:
+        spotter.reset()
+        s, d = spotter.push(X)
+        traces.append(s)
+        found.append(d)
+    return np.concatenate(traces), found
+
+
+def recall_of(found, streams, names, hop: int, win: int, rate: int) -> dict[str, float]:
+    """A detection hits a keyword when it fires inside it or within 0.5 s after its end."""
+    hits = dict.fromkeys(names, 0)
+    total = dict.fromkeys(names, 0)
+    for dets, (_, spans) in zip(found, streams, strict=True):
+        for s in spans:
+            if s.kind != "kw":
+                continue
+            name = names[s.label]
+            total[name] += 1
+            hits[name] += any(d.keyword == name and s.start <= d.frame * hop + win <= s.end + rate // 2
+                              for d in dets)
+    return {k: hits[k] / total[k] if total[k] else float("nan") for k in names}
+
+
+def train_spotter(keywords: list[str], out, seed: int = 0, train_seconds: float = 900.0,
+                  calib_seconds: float = 900.0, target_fa_per_hour: float = 5.0,
+                  n_per_keyword: int = 150, n_mix: int = 3, filler_states: int = 1, filler_mix: int = 64,
+                  progress=print) -> dict:
+    """The full recipe; writes the model directory `out` and returns a report of what it measured."""
+    from pathlib import Path
+
+    from ..kws.data import build_corpus
+    from .decoder import KeywordSpotter
+    from .frontend import FrontEndConfig
+
+    out = Path(out)
+    rate_cfg = FrontEndConfig()
+    feat = rate_cfg.features()
+    progress(f"corpus: {len(keywords)} keywords, TTS training voices (cached)")
+    corpus = build_corpus(keywords, seed, n_per_keyword=n_per_keyword, progress=progress)
+    train_c, held_c = split_corpus(corpus, 0.25, seed)
+    progress(f"front end: {train_seconds / 60:.0f} min of augmented continuous speech")
+    streams = make_streams(train_c, seed + 1, train_seconds, p_kw=0.6)
+    raw = np.concatenate(_features(streams, rate_cfg))
+    mean, var = raw.mean(0), raw.var(0) + 1e-8
+    feats = _features(streams, rate_cfg, mean, var)
+    examples: list[list[np.ndarray]] = [[] for _ in keywords]
+    filler_frames = []
+    for X, (_, spans) in zip(feats, streams, strict=True):
+        keep = np.ones(len(X), bool)
+        for label, a, b in _frames_in(spans, len(X), feat.hop, feat.win):
+            examples[label].append(X[a:b])
+            keep[max(0, a - 2) : b + 2] = False
+        filler_frames.append(X[keep])
+    progress("Baum-Welch: keyword HMMs and the filler GMM")
+    models = {k: train_keyword(ex, n_mix=n_mix, seed=seed, name=k)
+              for k, ex in zip(keywords, examples, strict=True)}
+    filler = train_filler(np.concatenate(filler_frames), n_states=filler_states, n_mix=filler_mix, seed=seed)
+    decoder_cfg = {"min_frames": 20, "max_frames": 150, "refractory": 50}
+    progress(f"calibration: {calib_seconds / 60:.0f} min of held-out keyword-free speech")
+    neg = make_streams(held_c, seed + 2, calib_seconds, p_kw=0.0)
+    probe = KeywordSpotter(models, filler, dict.fromkeys(keywords, np.inf), **decoder_cfg)
+    traces, _ = _score_streams(probe, _features(neg, rate_cfg, mean, var))
+    hours = sum(len(y) for y, _ in neg) / feat.rate / 3600
+    th = calibrate(traces, hours, target_fa_per_hour / len(keywords), decoder_cfg["refractory"])
+    thresholds = dict(zip(keywords, th.round(4).tolist(), strict=True))
+    pos = make_streams(held_c, seed + 3, max(120.0, 20.0 * len(keywords)))
+    spotter = KeywordSpotter(models, filler, thresholds, **decoder_cfg)
+    _, found = _score_streams(spotter, _features(pos, rate_cfg, mean, var))
+    recall = recall_of(found, pos, keywords, feat.hop, feat.win, feat.rate)
+    config = {
+        "kind": "rtaudio-hmm-kws", "version": 1, "keywords": keywords, "seed": seed,
+        "frontend": rate_cfg.to_dict(), "features_fingerprint": feat.fingerprint(),
+        "cmvn_mean": mean.tolist(), "cmvn_var": var.tolist(), "thresholds": thresholds,
+        "decoder": decoder_cfg, "target_fa_per_hour": target_fa_per_hour,
+        "calibration": {"hours": round(hours, 3), "heldout_recall": recall},
+        "states": {k: m.n_states for k, m in models.items()},
+    }
+    save_models(out, {**models, "filler": filler}, config)
+    return config
+
+
+def cmd_train_hmm(args) -> int:
+    """`rtaudio train-hmm --keywords yes,no [--out DIR] [--seed N]`."""
+    import time
+    from pathlib import Path
+
+    from ..kws.data import parse_keywords
+
+    keywords = parse_keywords(args.keywords)
+    out = Path(args.out or f"models/hmm-{'-'.join(k.replace(' ', '_') for k in keywords)}")
+    if out.exists() and not out.is_dir():
+        from ..errors import RtAudioError
+
+        raise RtAudioError(f"{out}: exists and is not a directory")
+    t0 = time.monotonic()
+    seconds = args.train_seconds or min(1800.0, 150.0 * len(keywords))
+    cfg = train_spotter(keywords, out, seed=args.seed, train_seconds=seconds,
+                        calib_seconds=args.calib_seconds, target_fa_per_hour=args.target_fa,
+                        progress=lambda m: print(f"train-hmm: {m}", flush=True))
+    rec = cfg["calibration"]["heldout_recall"]
+    print(f"train-hmm: wrote {out} in {time.monotonic() - t0:.0f} s; thresholds {cfg['thresholds']}; "
+          f"held-out recall {', '.join(f'{k} {v:.2f}' for k, v in rec.items())} "
+          f"at <= {cfg['target_fa_per_hour']:g} false accepts/hour (calibrated on "
+          f"{60 * cfg['calibration']['hours']:.0f} min)")
+    return 0

@@ -1,0 +1,1 @@
+"""Keyword spotting: TTS data builder, streaming features, streaming classifiers, decisions."""

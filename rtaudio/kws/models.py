@@ -1,0 +1,176 @@
+"""Streaming keyword classifiers with explicit state, and their on-disk format.
+
+Both models map normalised feature frames to per-frame class logits (silence, unknown, keywords):
+- `GRUClassifier` carries its recurrent state from frame to frame (trained on long streams with the
+  state carried across chunks, exactly as it runs live);
+- `DSCNN`, a depthwise-separable CNN over a sliding window of the last `window` frames, evaluated
+  every `stride` frames.
+A model is a plain state dict `model.pt` (loaded with `weights_only=True`) plus `model.json`
+(architecture, feature configuration and its fingerprint, classes, decision settings); the shipped
+one is `rtaudio/models/kws.pt` + `kws.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .features import FeatureConfig
+
+FORMAT_VERSION = 1
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "kws.pt"  # + kws.json
+
+
+class GRUClassifier(nn.Module):
+    """A GRU over groups of `stack` consecutive frames (one step and one output per group)."""
+
+    def __init__(self, n_in: int, n_classes: int, hidden: int = 128, layers: int = 2, stack: int = 1) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_in))
+        self.register_buffer("std", torch.ones(n_in))
+        self.stack = stack
+        self.inp = nn.Sequential(nn.Linear(n_in * stack, hidden), nn.ReLU())
+        self.gru = nn.GRU(hidden, hidden, layers, batch_first=True)
+        self.out = nn.Linear(hidden, n_classes)
+        self.layers, self.hidden = layers, hidden
+
+    def init_state(self, batch: int = 1) -> torch.Tensor:
+        return torch.zeros(self.layers, batch, self.hidden)
+
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (batch, frames, n_in) raw features, frames a multiple of `stack` -> logits
+        (batch, frames // stack, classes), new state."""
+        if state is None:
+            state = self.init_state(x.shape[0])
+        b, t, f = x.shape
+        z = ((x - self.mean) / self.std).reshape(b, t // self.stack, f * self.stack)
+        h, state = self.gru(self.inp(z), state)
+        return self.out(h), state
+
+
+class _SepBlock(nn.Sequential):
+    def __init__(self, ch: int) -> None:
+        super().__init__(
+            nn.Conv2d(ch, ch, 3, padding=1, groups=ch, bias=False),
+            nn.BatchNorm2d(ch),
+            nn.ReLU(),
+            nn.Conv2d(ch, ch, 1, bias=False),
+            nn.BatchNorm2d(ch),
+            nn.ReLU(),
+        )
+
+
+class DSCNN(nn.Module):
+    """Depthwise-separable CNN over (window frames x features) -> class logits for the last frame."""
+
+    def __init__(
+        self, n_in: int, n_classes: int, channels: int = 64, blocks: int = 4, window: int = 100
+    ) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_in))
+        self.register_buffer("std", torch.ones(n_in))
+        self.window = window
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, channels, (10, 4), stride=(2, 2), padding=(5, 1), bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(),
+        )
+        self.body = nn.Sequential(*[_SepBlock(channels) for _ in range(blocks)])
+        self.out = nn.Linear(channels, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: (batch, window, n_in) raw features -> logits (batch, classes)."""
+        z = ((x - self.mean) / self.std).unsqueeze(1)
+        z = self.body(self.stem(z))
+        return self.out(z.mean(dim=(2, 3)))
+
+
+def build(config: dict[str, Any]) -> nn.Module:
+    arch, n_in, n_cls = (
+        config["arch"],
+        FeatureConfig.from_dict(config["features"]).dim,
+        len(config["classes"]),
+    )
+    p = config.get("arch_params", {})
+    if arch == "gru":
+        return GRUClassifier(n_in, n_cls, **p)
+    if arch == "cnn":
+        return DSCNN(n_in, n_cls, **p)
+    raise ConfigError(f"unknown model architecture {arch!r} (expected 'gru' or 'cnn')")
+
+
+def save(model: nn.Module, config: dict[str, Any], out_dir: Path) -> None:
+    """Write model.pt + model.json atomically (a half-written model never appears)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = dict(config, format=FORMAT_VERSION)
+    cfg["feature_fingerprint"] = FeatureConfig.from_dict(cfg["features"]).fingerprint()
+    tmp_pt, tmp_js = out_dir / "model.pt.tmp", out_dir / "model.json.tmp"
+    torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, tmp_pt)
+    tmp_js.write_text(json.dumps(cfg, indent=1) + "\n")
+    tmp_pt.replace(out_dir / "model.pt")
+    tmp_js.replace(out_dir / "model.json")
+
+
+def resolve(path: str | Path | None) -> tuple[Path, Path]:
+    """(model.pt, model.json) for a model directory, a .pt file or a .json file."""
+    p = Path(path) if path else DEFAULT_MODEL
+    if p.is_dir():
+        return p / "model.pt", p / "model.json"
+    if p.suffix == ".json":
+        return p.with_suffix(".pt"), p
+    return p, p.with_suffix(".json")
+
+
+def load(path: str | Path | None = None, where: str = "kws") -> tuple[nn.Module, dict[str, Any]]:
+    """Load a model (default: the shipped one); clear errors for missing, corrupt or mismatched files."""
+    pt, js = resolve(path)
+    for f in (pt, js):
+        if not f.is_file():
+            raise ConfigError(f"{where}: model file {f} not found")
+    try:
+        config = json.loads(js.read_text())
+        if (
+            not isinstance(config, dict)
+            or "arch" not in config
+            or "features" not in config
+            or "classes" not in config
+        ):
+            raise ValueError("missing arch/features/classes")
+        feats = FeatureConfig.from_dict(config["features"], where=f"{where}: {js}")
+    except (ValueError, TypeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{where}: model config {js} is corrupt or not an rtaudio model ({e})") from None
+    if config.get("feature_fingerprint") != feats.fingerprint():
+        raise ConfigError(
+            f"{where}: model {pt} was trained with another feature configuration "
+            f"(fingerprint {config.get('feature_fingerprint')!r}, config describes {feats.fingerprint()!r})"
+        )
+    try:
+        state = torch.load(pt, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises many types for a damaged file
+        raise ConfigError(
+            f"{where}: model file {pt} is corrupt ({type(e).__name__}: {str(e)[:120]})"
+        ) from None
+    model = build(config)
+    if not isinstance(state, dict):
+        raise ConfigError(f"{where}: model file {pt} does not hold a state dict")
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        detail = next(
+            (ln.strip() for ln in first if "size mismatch" in ln or "Missing" in ln or "Unexpected" in ln),
+            first[0],
+        )
+        raise ConfigError(
+            f"{where}: model {pt} does not fit its config {js} (another feature configuration or "
+            f"architecture?): {detail[:200]}"
+        ) from None
+    model.eval()
+    return model, config

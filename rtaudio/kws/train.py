@@ -1,0 +1,424 @@
+"""Train a streaming keyword classifier from typed keywords: `rtaudio train --keywords ...`.
+
+Steps: synthesise a training corpus and a held-out calibration corpus (training voices only,
+different seeds); build long augmented streams with per-frame labels; train the GRU with its state
+carried across chunks (or the DS-CNN on windows); calibrate per-keyword thresholds on held-out
+streams to a target false-accept rate; write model.pt + model.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import RtAudioError
+from . import models
+from .data import (
+    IGNORE,
+    LABEL_BEFORE_END,
+    Corpus,
+    augment,
+    build_corpus,
+    class_names,
+    frame_labels,
+    make_stream,
+    parse_keywords,
+)
+from .decision import Decider, DecisionConfig, Event, single_keyword_events, smoothed
+from .features import FeatureConfig, FeatureExtractor, RunningMeanNorm
+from .infer import posteriors_offline
+from .words import DEFAULT_KEYWORDS
+
+KEYWORD_WEIGHT = 3.0  # keyword frames are ~6% of all frames
+POOL_EPOCHS = 3  # epochs per freshly generated data pool
+STACK = 3  # frames per model step: the GRU steps (and the CNN is evaluated) every 30 ms
+LR = 4e-3
+MEAN_NORM_S = 2.0  # running feature-mean normalisation time constant (s)
+PIECE_S = 8.0  # a training stream is made of independently augmented pieces of this length
+
+
+class Bar:
+    """A minimal progress bar on stderr."""
+
+    def __init__(self, label: str, total: float, stream=sys.stderr) -> None:
+        self.label, self.total, self.stream, self.last = label, total, stream, -1.0
+
+    def update(self, done: float, info: str = "") -> None:
+        frac = min(1.0, done / self.total) if self.total else 1.0
+        if frac - self.last < 0.01 and frac < 1.0:
+            return
+        self.last = frac
+        n = int(frac * 30)
+        self.stream.write(f"\r{self.label} [{'#' * n}{'.' * (30 - n)}] {frac * 100:5.1f}% {info}   ")
+        if frac >= 1.0:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def make_streams(
+    corpus: Corpus,
+    rng: np.random.Generator,
+    cfg: FeatureConfig,
+    n_streams: int,
+    seconds: float,
+    p_kw: float = 0.35,
+    vtlp: bool = True,
+    mean_norm_s: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n_streams, frames, dim) features and (n_streams, frames) labels of augmented streams."""
+    feats, labs = [], []
+    n_pieces = max(1, int(round(seconds / PIECE_S)))
+    for _ in range(n_streams):
+        fs, ls = [], []
+        for _ in range(n_pieces):
+            y, spans = make_stream(corpus, rng, PIECE_S, p_kw)
+            y = augment(y, spans, rng, corpus.sent)
+            warp = float(rng.uniform(0.88, 1.12)) if vtlp and rng.random() < 0.7 else 1.0
+            f = FeatureExtractor(cfg, warp).compute(y)
+            fs.append(f)
+            ls.append(frame_labels(spans, len(f), cfg))
+        f = np.concatenate(fs)
+        if mean_norm_s > 0:  # over the whole stream, as it runs live
+            f = RunningMeanNorm(mean_norm_s, cfg.hop / cfg.rate).push(f)
+        feats.append(f)
+        labs.append(np.concatenate(ls))
+    n = min(len(f) for f in feats)
+    return np.stack([f[:n] for f in feats]), np.stack([lab[:n] for lab in labs])
+
+
+def _lr(base: float, frac: float) -> float:
+    return base * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(1.0, frac))))
+
+
+def train_gru(model: models.GRUClassifier, data_fn, budget_s: float, log=print, chunk: int = 201) -> None:
+    """Truncated back-propagation through long streams: the state is carried from chunk to chunk
+    (detached), as it is carried live. The target of a group of stacked frames is its last frame's."""
+    k = model.stack
+    chunk = max(k, chunk // k * k)
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=1e-4)
+    t0 = time.monotonic()
+    bar = Bar("training", budget_s)
+    epoch = 0
+    n_cls = model.out.out_features
+    weight = torch.tensor([1.0, 1.0] + [KEYWORD_WEIGHT] * (n_cls - 2))
+    lossf = nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE)
+    while time.monotonic() - t0 < budget_s:
+        x, y = data_fn(epoch)
+        x, y = torch.from_numpy(x), torch.from_numpy(y)
+        state = model.init_state(x.shape[0])
+        losses, correct, count = [], 0, 0
+        model.train()
+        for a in range(0, x.shape[1] - chunk + 1, chunk):
+            frac = (time.monotonic() - t0) / budget_s
+            if frac >= 1:
+                break
+            for g in opt.param_groups:
+                g["lr"] = _lr(LR, frac)
+            logits, state = model(x[:, a : a + chunk], state)
+            state = state.detach()
+            tgt = y[:, a + k - 1 : a + chunk : k]
+            loss = lossf(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
+            opt.zero_grad()
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+            opt.step()
+            losses.append(loss.item())
+            m = tgt >= 2
+            correct += int((logits.argmax(-1)[m] == tgt[m]).sum())
+            count += int(m.sum())
+            bar.update(
+                time.monotonic() - t0,
+                f"epoch {epoch} loss {np.mean(losses[-20:]):.3f} kw-acc {correct / max(1, count):.2f}",
+            )
+        epoch += 1
+    bar.update(budget_s, f"{epoch} epochs")
+
+
+def train_cnn(model: models.DSCNN, data_fn, budget_s: float, log=print, batch: int = 96) -> None:
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    lossf = nn.CrossEntropyLoss()
+    t0 = time.monotonic()
+    bar = Bar("training", budget_s)
+    rng = np.random.default_rng(0)
+    w = model.window
+    epoch = 0
+    while time.monotonic() - t0 < budget_s:
+        x, y = data_fn(epoch)
+        pos = np.argwhere((y >= 0) & (np.arange(y.shape[1]) >= w - 1)[None, :])
+        kw = pos[y[pos[:, 0], pos[:, 1]] >= 2]
+        model.train()
+        losses = []
+        for _ in range(max(1, len(pos) // batch)):
+            frac = (time.monotonic() - t0) / budget_s
+            if frac >= 1:
+                break
+            for g in opt.param_groups:
+                g["lr"] = _lr(2e-3, frac)
+            pick = np.concatenate(
+                [
+                    pos[rng.integers(len(pos), size=batch // 2)],
+                    kw[rng.integers(len(kw), size=batch - batch // 2)],
+                ]
+            )
+            xb = torch.from_numpy(np.stack([x[i, t - w + 1 : t + 1] for i, t in pick]))
+            yb = torch.from_numpy(y[pick[:, 0], pick[:, 1]])
+            loss = lossf(model(xb), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            bar.update(time.monotonic() - t0, f"epoch {epoch} loss {np.mean(losses[-20:]):.3f}")
+        epoch += 1
+    bar.update(budget_s, f"{epoch} epochs")
+
+
+# -- calibration ------------------------------------------------------------------------------
+def count_detections(
+    events, spans, n_kw: int, hop: int, win: int, stride: int = 1, after_s: float = 0.5, rate: int = 16000
+):
+    """Hits per keyword (a detection inside the keyword or up to `after_s` after it, right label),
+    false accepts (everything else), and delays from the keyword's end (s). Event frame j is
+    feature frame j*stride + stride-1."""
+    kws = [s for s in spans if s.kind == "kw"]
+    hit = [False] * len(kws)
+    fa, delays = 0, []
+    for e in events:
+        samp = (e.frame * stride + stride - 1) * hop + win
+        ok = False
+        for i, s in enumerate(kws):
+            if s.label == e.keyword and s.start <= samp <= s.end + after_s * rate and not hit[i]:
+                hit[i] = ok = True
+                delays.append((samp - s.end) / rate)
+                break
+        fa += not ok
+    per_kw = np.zeros((n_kw, 2), np.int64)  # hits, total
+    for h, s in zip(hit, kws, strict=True):
+        per_kw[s.label, 0] += h
+        per_kw[s.label, 1] += 1
+    return per_kw, fa, delays
+
+
+def allocate_false_accepts(fa: np.ndarray, hits: np.ndarray, budget: float) -> np.ndarray:
+    """Grid indices of per-keyword thresholds: start from each keyword's lowest threshold with no
+    false accept, then spend the false-accept budget greedily where it buys the most hits."""
+    n_kw, n_g = fa.shape
+    idx = np.array(
+        [int(np.flatnonzero(fa[k] == 0)[0]) if (fa[k] == 0).any() else n_g - 1 for k in range(n_kw)]
+    )
+    used = int(fa[np.arange(n_kw), idx].sum())
+    while True:
+        best = None
+        for k in range(n_kw):
+            for gi in range(idx[k]):
+                extra = int(fa[k, gi] - fa[k, idx[k]])
+                gain = int(hits[k, gi] - hits[k, idx[k]])
+                if gain > 0 and used + extra <= budget:
+                    key = (gain / max(extra, 1e-9), -extra)
+                    if best is None or key > best[0]:
+                        best = (key, k, gi, extra)
+        if best is None:
+            return idx
+        _, k, gi, extra = best
+        idx[k], used = gi, used + extra
+
+
+def calibrate(
+    model: nn.Module,
+    config: dict,
+    corpus: Corpus,
+    rng: np.random.Generator,
+    target_fa_per_hour: float,
+    minutes_pos: float = 6.0,
+    minutes_neg: float = 24.0,
+    log=print,
+) -> dict[str, Any]:
+    """Per-keyword thresholds: the lowest threshold whose false accepts (on held-out keyword-free
+    and keyword streams, training voices) stay within the keyword's share of the target rate."""
+    cfg = FeatureConfig.from_dict(config["features"])
+    n_kw = len(config["keywords"])
+    streams = []
+    for minutes, p_kw in ((minutes_pos, 0.35), (minutes_neg, 0.0)):
+        pieces = max(1, int(round(minutes * 60 / PIECE_S)))
+        for first in range(0, pieces, 8):
+            ys, sps, off = [], [], 0
+            for _ in range(min(8, pieces - first)):
+                y, spans = make_stream(corpus, rng, PIECE_S, p_kw)
+                if rng.random() < 0.5:  # half as in training (noise, reverb, filters), half clean
+                    ys.append(augment(y, spans, rng, corpus.sent))
+                else:
+                    ys.append(y * np.float32(10 ** (rng.uniform(-30, -1) / 20) / max(1e-6, np.abs(y).max())))
+                sps += [type(s)(s.kind, s.label, s.start + off, s.end + off) for s in spans]
+                off += len(y)
+            streams.append((np.concatenate(ys), sps))
+    posts = [posteriors_offline(model, config, y) for y, _ in streams]
+    hours = sum(len(y) for y, _ in streams) / cfg.rate / 3600
+    base = DecisionConfig(**{**config["decision"], "thresholds": [0.5] * n_kw})
+    stride = int(config["stride"])
+    grid = np.round(np.arange(0.30, 0.991, 0.01), 3)
+    refr = int(round(base.refractory * cfg.rate / (cfg.hop * stride)))
+    scores = [smoothed(p[:, 2 : 2 + n_kw], base.smooth) for p in posts]
+    fa_g = np.zeros((n_kw, len(grid)), np.int64)  # false accepts / hits per keyword and threshold
+    hit_g = np.zeros((n_kw, len(grid)), np.int64)
+    budget = target_fa_per_hour * hours
+    for k in range(n_kw):
+        for gi in range(len(grid) - 1, -1, -1):  # from the top: stop once over the whole budget
+            g = grid[gi]
+            for (_, spans), s in zip(streams, scores, strict=True):
+                frames = single_keyword_events(s[:, k], g, base, refr)
+                per, fa, _ = count_detections(
+                    [Event(f, k, 0.0, f) for f in frames], spans, n_kw, cfg.hop, cfg.win, stride
+                )
+                fa_g[k, gi] += fa
+                hit_g[k, gi] += per[k, 0]
+            if fa_g[k, gi] > budget:  # lower thresholds cannot be afforded
+                fa_g[k, :gi] = np.iinfo(np.int64).max // 4
+                break
+    thr = allocate_false_accepts(fa_g, hit_g, budget)
+    thr = grid[thr]
+    dec_cfg = DecisionConfig(**{**base.to_dict(), "thresholds": [float(x) for x in thr]})
+    per_kw, fa, delays = np.zeros((n_kw, 2), np.int64), 0, []
+    for (_, spans), p in zip(streams, posts, strict=True):
+        _, ev = Decider(dec_cfg, cfg.hop * stride / cfg.rate).step(p)
+        a, b, c = count_detections(ev, spans, n_kw, cfg.hop, cfg.win, stride)
+        per_kw, fa, delays = per_kw + a, fa + b, delays + c
+    report = {
+        "hours": round(hours, 3),
+        "target_fa_per_hour": target_fa_per_hour,
+        "recall": {
+            kw: round(float(per_kw[i, 0] / max(1, per_kw[i, 1])), 3)
+            for i, kw in enumerate(config["keywords"])
+        },
+        "fa_per_hour": round(fa / hours, 2),
+        "delay_median": round(float(np.median(delays)), 3) if delays else None,
+    }
+    log(f"calibration on {hours * 60:.0f} min held-out training-voice streams")
+    log(f"  thresholds {dec_cfg.thresholds}")
+    log(f"  recall {report['recall']}  FA/h {report['fa_per_hour']}  delay median {report['delay_median']} s")
+    return {"decision": dec_cfg.to_dict(), "calibration": report}
+
+
+# -- the whole job ----------------------------------------------------------------------------
+def train(
+    keywords: list[str],
+    out_dir: Path,
+    seed: int = 0,
+    minutes: float = 10.0,
+    arch: str = "gru",
+    target_fa_per_hour: float = 10.0,
+    corpus_scale: float = 1.0,
+    log=print,
+) -> dict[str, Any]:
+    """Train, calibrate and save a model for `keywords`; returns its config."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    t0 = time.monotonic()
+    n_per = max(4, int(200 * corpus_scale))
+    corpus = build_corpus(
+        keywords,
+        seed,
+        n_per,
+        max(20, int(1500 * corpus_scale)),
+        max(8, int(400 * corpus_scale)),
+        progress=log,
+    )
+    held = build_corpus(
+        keywords,
+        seed + 10_000,
+        max(3, int(40 * corpus_scale)),
+        max(10, int(300 * corpus_scale)),
+        max(5, int(100 * corpus_scale)),
+        progress=log,
+    )
+    log(f"corpus ready in {time.monotonic() - t0:.0f} s: voices {corpus.voices}")
+    feats = FeatureConfig()
+    durations = {
+        k: float(np.median([len(c) for c in clips]) / feats.rate)
+        for k, clips in zip(keywords, corpus.kw, strict=True)
+    }
+    arch_params = (
+        {"hidden": 128, "layers": 2, "stack": STACK}
+        if arch == "gru"
+        else {"channels": 64, "blocks": 4, "window": 100}
+    )
+    config: dict[str, Any] = {
+        "arch": arch,
+        "arch_params": arch_params,
+        "features": feats.to_dict(),
+        "keywords": keywords,
+        "classes": class_names(keywords),
+        "stride": STACK,
+        "mean_norm_s": MEAN_NORM_S,
+        "keyword_seconds": durations,
+        "label_before_end": LABEL_BEFORE_END,
+        "decision": DecisionConfig([0.5] * len(keywords), smooth=3, patience=2).to_dict(),
+        "training": {"seed": seed, "minutes": minutes, "voices": corpus.voices, "clips_per_keyword": n_per},
+    }
+    model = models.build(config)
+    n_streams, seconds = (32, 128.0) if corpus_scale >= 0.5 else (4, 16.0)
+    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def data_fn(epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        key = epoch // POOL_EPOCHS  # a fresh pool every POOL_EPOCHS epochs
+        if key not in cache:
+            cache.clear()
+            t = time.monotonic()
+            rng_k = np.random.default_rng([seed, key])
+            cache[key] = make_streams(corpus, rng_k, feats, n_streams, seconds, mean_norm_s=MEAN_NORM_S)
+            if key == 0:
+                x = cache[0][0].reshape(-1, feats.dim)
+                model.mean.copy_(torch.from_numpy(x.mean(0)))
+                model.std.copy_(torch.from_numpy(x.std(0) + 1e-3))
+            log(f"\ndata pool {key}: {n_streams} x {seconds:.0f} s in {time.monotonic() - t:.1f} s")
+        return cache[key]
+
+    data_fn(0)
+    reserve = 60 if corpus_scale >= 0.5 else 10  # calibration and saving (measured ~20-40 s)
+    budget = max(5.0, minutes * 60 - (time.monotonic() - t0) - reserve)
+    (train_gru if arch == "gru" else train_cnn)(model, data_fn, budget, log)
+    model.eval()
+    cal_minutes = (8.0, 40.0) if corpus_scale >= 0.5 else (0.15, 0.15)
+    config.update(calibrate(model, config, held, rng, target_fa_per_hour, *cal_minutes, log=log))
+    models.save(model, config, out_dir)
+    log(f"model written to {out_dir} ({time.monotonic() - t0:.0f} s total)")
+    return config
+
+
+def recalibrate(
+    model_dir: Path, out_dir: Path, seed: int = 0, target_fa_per_hour: float = 10.0,
+    minutes_pos: float = 8.0, minutes_neg: float = 40.0, log=print,
+) -> dict[str, Any]:  # fmt: skip
+    """Calibrate the thresholds of a trained model again (e.g. on more held-out data) and save it."""
+    model, config = models.load(model_dir)
+    held = build_corpus(config["keywords"], seed + 10_000, 40, 300, 100, progress=log)
+    rng = np.random.default_rng(seed + 1)
+    config.update(calibrate(model, config, held, rng, target_fa_per_hour, minutes_pos, minutes_neg, log=log))
+    models.save(model, config, out_dir)
+    return config
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """CLI entry: args.keywords (str), args.out (dir), args.seed, args.minutes, args.model ('cnn'|'gru')."""
+    torch.set_num_threads(max(1, int(getattr(args, "threads", 0) or torch.get_num_threads())))
+    kw_text = getattr(args, "keywords", None)
+    keywords = parse_keywords(kw_text if kw_text is not None else ",".join(DEFAULT_KEYWORDS))
+    out = Path(
+        getattr(args, "out", None) or ("kws_model_" + "_".join(k.replace(" ", "-") for k in keywords)[:60])
+    )
+    arch = getattr(args, "model", None) or "gru"
+    if arch not in ("gru", "cnn"):
+        raise RtAudioError(f"--model must be 'gru' or 'cnn', got {arch!r}")
+    minutes = float(getattr(args, "minutes", None) or 12.0)
+    if minutes <= 0:
+        raise RtAudioError(f"--minutes must be positive, got {minutes}")
+    seed = int(getattr(args, "seed", None) or 0)
+    config = train(keywords, out, seed, minutes, arch, log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps({"model": str(out), "keywords": keywords, "calibration": config["calibration"]}))
+    return 0
