@@ -205,13 +205,19 @@ def cmd_run(args) -> int:
     return 1 if engine.summary.stopped_by == "error" else 0
 
 
-def _print_device_latency(engine) -> None:
-    """The device latency as the running stream reported it (the start line has the opening values)."""
-    dev = {}
+def _device_latency(engine) -> dict[str, float]:
+    """Device latencies (seconds) reported by the sources and sinks that have a device."""
+    dev: dict[str, float] = {}
     for obj in [engine.source, *engine.sinks]:
         rep = getattr(obj, "reported_latency", None)
         if callable(rep):
             dev.update(rep())
+    return dev
+
+
+def _print_device_latency(engine) -> None:
+    """The device latency as the running stream reported it (the start line has the opening values)."""
+    dev = _device_latency(engine)
     if dev:
         lat = engine.latency_seconds
         print("device latency while running: " + ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in dev.items())
@@ -225,11 +231,7 @@ def _print_start(engine, args) -> None:
     lat = engine.latency_seconds * 1000
     parts = [f"{engine.in_fmt.rate} Hz × {engine.in_fmt.channels} ch", f"block {engine.block}",
              f"pipeline latency {lat:.1f} ms"]
-    dev = {}
-    for obj in [engine.source, *engine.sinks]:
-        rep = getattr(obj, "reported_latency", None)
-        if callable(rep):
-            dev.update(rep())
+    dev = _device_latency(engine)
     if dev:
         parts.append("device " + ", ".join(f"{k} {1000 * v:.1f} ms" for k, v in dev.items()))
         parts.append(f"total {lat + 1000 * sum(dev.values()):.1f} ms")
