@@ -462,6 +462,8 @@ class DeviceInput(Source):
 
     def stop(self) -> None:
         self._stopping = True
+        if self.output is not None:  # the worker has stopped writing: what follows is the tail
+            self.output.queue.draining = True
         self._wake.set()
         if self._watchdog is not None:
             self._watchdog.join()
