@@ -94,6 +94,17 @@ def test_noise_colours_have_their_slopes():
         assert abs(fit - slope) < 1.5, (kind, fit)
 
 
+def test_homophones_of_keywords_are_never_negatives():
+    """"know" sounds exactly like "no" and "write"/"rite" like "right": as negatives they would teach
+    the model to doubt the keyword itself (espeak-ng's phonemes decide)."""
+    kws = ["no", "right"]
+    assert D.phonemes("know") == D.phonemes("no") and D.phonemes("write") == D.phonemes("right")
+    vocab = [w for ws in D.filler_vocab(kws).values() for w in ws]
+    pools = D.near_misses(kws) + D.negative_words(kws) + vocab
+    assert not {"know", "write", "rite"} & set(pools)
+    assert "now" in D.near_misses(kws) and "light" in D.near_misses(kws)  # close, but not the same
+
+
 def test_frame_labels():
     cfg = FeatureConfig()
     spans = [D.Span("neg", -1, 1600, 8000), D.Span("kw", 3, 16000, 24000)]

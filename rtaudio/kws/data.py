@@ -9,8 +9,10 @@ confusable words, filler sentences) with the training voices (see `voices.py`), 
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import soxr
@@ -23,8 +25,8 @@ from .voices import RATE, Voice, check_sayable, random_training_voice, synthesiz
 
 SILENCE, UNKNOWN = 0, 1  # class indices; keyword k is class k + 2
 IGNORE = -100  # frames inside a keyword before its end: no loss (the word is not complete yet)
-LABEL_BEFORE_END = 0.10  # s: keyword label starts this long before the word's end ...
-LABEL_AFTER_END = 0.20  # s: ... and lasts until this long after it
+LABEL_BEFORE_END = -0.05  # s: keyword label starts this long before the word's end (<0: after it) ...
+LABEL_AFTER_END = 0.35  # s: ... and lasts until this long after it
 
 
 def class_names(keywords: list[str]) -> list[str]:
@@ -43,6 +45,25 @@ def parse_keywords(text: str | list[str]) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=4096)
+def phonemes(text: str) -> str:
+    """espeak-ng's (en-us) phoneme string of `text` without stress marks; '' if espeak-ng is missing."""
+    try:
+        out = subprocess.run(
+            ["espeak-ng", "-q", "-x", "-v", "en-us", text], capture_output=True, text=True, timeout=20
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return "".join(out.split()).replace("'", "").replace(",", "")
+
+
+def without_homophones(words, keywords: list[str]) -> list[str]:
+    """Drop the words that sound exactly like a keyword ("know" for "no", "write" for "right"):
+    labelled as non-keywords they would teach the model to doubt the keyword itself."""
+    said = {phonemes(k) for k in keywords} - {""}
+    return [w for w in words if phonemes(w) not in said]
+
+
 def near_misses(keywords: list[str]) -> list[str]:
     """Near misses: the default list plus derived forms of the keywords' words (never a keyword)."""
     kws = set(keywords)
@@ -57,13 +78,13 @@ def near_misses(keywords: list[str]) -> list[str]:
         if len(parts) > 1:
             derived |= {" ".join(parts[:-1]), " ".join(parts[1:]), " ".join(reversed(parts))}
     cands = set(W.NEAR_MISSES) | derived
-    return sorted(c for c in cands if c not in kws)
+    return without_homophones(sorted(c for c in cands if c not in kws), keywords)
 
 
 def filler_vocab(keywords: list[str]) -> dict[str, list[str]]:
     """Sentence vocabulary without any single-word keyword."""
     banned = {k for k in keywords if " " not in k}
-    pick = lambda ws: [w for w in ws if w not in banned]  # noqa: E731
+    pick = lambda ws: without_homophones([w for w in ws if w not in banned], keywords)  # noqa: E731
     return {
         "det": pick(W.DETERMINERS),
         "adj": pick(W.ADJECTIVES),
@@ -92,7 +113,7 @@ def negative_words(keywords: list[str]) -> list[str]:
     kws = set(keywords)
     vocab = filler_vocab(keywords)
     pool = set(W.CONFUSABLES) | {w for ws in vocab.values() for w in ws}
-    return sorted(w for w in pool if w not in kws)
+    return without_homophones(sorted(w for w in pool if w not in kws), keywords)
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Publishes `posteriors` every model step (30 ms for the shipped model: `{"classes", "probs"}`) and
 `keyword` events: message sample = the input sample at which the detection fired, data
-`{"label", "score", "start", "end"}` with the estimated word start/end as sample indices."""
+`{"label", "score", "detector", "threshold", "start", "end"}` (start/end: the estimated word span in
+samples) on the topic `keyword` (or the stage's `topic`, which fusion pipelines set)."""
 
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ class KeywordSpotter(Stage):
         Param("patience", int, None, min=1, max=100, optional=True, unit="frames"),
         Param("refractory", float, None, min=0.0, max=10.0, optional=True, unit="s"),
         Param("posteriors", bool, True, help="publish 'posteriors' messages"),
+        Param("topic", str, "keyword", help="bus topic of the events (fusion pipelines rename it)"),
     )
 
     def __init__(self, where: str | None = None, **values) -> None:
@@ -69,6 +71,7 @@ class KeywordSpotter(Stage):
             )
         self.hop, self.win = self.streamer.cfg.hop, self.streamer.cfg.win
         self.decider = Decider(self.decision_config(), self.hop * self.streamer.stride / rate)
+        self.thresholds = list(self.decider.cfg.thresholds)
         self.kw_samples = {k: int(s * rate) for k, s in self.config.get("keyword_seconds", {}).items()}
         self.before_end = int(self.config.get("label_before_end", 0.05) * rate)
         return fmt
@@ -95,11 +98,13 @@ class KeywordSpotter(Stage):
             label = self.keywords[e.keyword]
             end = min(fired, onset_end + self.before_end)  # estimated end of the word
             self.emit(
-                "keyword",
+                self.topic,
                 fired,
                 {
                     "label": label,
                     "score": round(e.score, 4),
+                    "detector": "kws",
+                    "threshold": round(float(self.thresholds[e.keyword]), 4),
                     "end": end,
                     "start": max(0, end - self.kw_samples.get(label, 0)),
                 },

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing as mp
 import sys
 import time
+from concurrent.futures import Future, ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,7 @@ from .infer import posteriors_offline
 from .words import DEFAULT_KEYWORDS
 
 KEYWORD_WEIGHT = 3.0  # keyword frames are ~6% of all frames
-POOL_EPOCHS = 3  # epochs per freshly generated data pool
+POOL_EPOCHS = 1  # epochs per freshly generated data pool
 STACK = 3  # frames per model step: the GRU steps (and the CNN is evaluated) every 30 ms
 LR = 4e-3
 MEAN_NORM_S = 2.0  # running feature-mean normalisation time constant (s)
@@ -92,6 +94,23 @@ def make_streams(
         labs.append(np.concatenate(ls))
     n = min(len(f) for f in feats)
     return np.stack([f[:n] for f in feats]), np.stack([lab[:n] for lab in labs])
+
+
+_POOL_MAKER: dict[str, Any] = {}
+
+
+def _init_pool_maker(corpus: Corpus, feats: FeatureConfig) -> None:
+    import os
+
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    _POOL_MAKER.update(corpus=corpus, feats=feats)
+
+
+def _make_pool(seed: int, key: int, n_streams: int, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+    """One pool of training streams, in the data worker process (deterministic from seed and key)."""
+    rng = np.random.default_rng([seed, key])
+    c, f = _POOL_MAKER["corpus"], _POOL_MAKER["feats"]
+    return make_streams(c, rng, f, n_streams, seconds, mean_norm_s=MEAN_NORM_S)
 
 
 def _lr(base: float, frac: float) -> float:
@@ -364,25 +383,36 @@ def train(
     model = models.build(config)
     n_streams, seconds = (32, 128.0) if corpus_scale >= 0.5 else (4, 16.0)
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    # The next pool is made in a worker process while the model trains on the current one: every
+    # epoch sees fresh streams (a model that reused a pool for 3 epochs memorised it: its loss jumped
+    # on each new pool). A thread was no good: it held the GIL that the training loop needs.
+    maker = ProcessPoolExecutor(
+        1, mp_context=mp.get_context("spawn"), initializer=_init_pool_maker, initargs=(corpus, feats)
+    )
+    pending: dict[int, Future] = {}
 
     def data_fn(epoch: int) -> tuple[np.ndarray, np.ndarray]:
         key = epoch // POOL_EPOCHS  # a fresh pool every POOL_EPOCHS epochs
         if key not in cache:
             cache.clear()
             t = time.monotonic()
-            rng_k = np.random.default_rng([seed, key])
-            cache[key] = make_streams(corpus, rng_k, feats, n_streams, seconds, mean_norm_s=MEAN_NORM_S)
+            fut = pending.pop(key, None) or maker.submit(_make_pool, seed, key, n_streams, seconds)
+            cache[key] = fut.result()
+            pending[key + 1] = maker.submit(_make_pool, seed, key + 1, n_streams, seconds)
             if key == 0:
                 x = cache[0][0].reshape(-1, feats.dim)
                 model.mean.copy_(torch.from_numpy(x.mean(0)))
                 model.std.copy_(torch.from_numpy(x.std(0) + 1e-3))
-            log(f"\ndata pool {key}: {n_streams} x {seconds:.0f} s in {time.monotonic() - t:.1f} s")
+            log(f"\ndata pool {key}: {n_streams} x {seconds:.0f} s (waited {time.monotonic() - t:.1f} s)")
         return cache[key]
 
     data_fn(0)
     reserve = 60 if corpus_scale >= 0.5 else 10  # calibration and saving (measured ~20-40 s)
     budget = max(5.0, minutes * 60 - (time.monotonic() - t0) - reserve)
-    (train_gru if arch == "gru" else train_cnn)(model, data_fn, budget, log)
+    try:
+        (train_gru if arch == "gru" else train_cnn)(model, data_fn, budget, log)
+    finally:
+        maker.shutdown(wait=False, cancel_futures=True)
     model.eval()
     cal_minutes = (8.0, 40.0) if corpus_scale >= 0.5 else (0.15, 0.15)
     config.update(calibrate(model, config, held, rng, target_fa_per_hour, *cal_minutes, log=log))
