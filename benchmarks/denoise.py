@@ -1,7 +1,8 @@
 """Side-by-side denoising benchmark: rtaudio's streaming wavelet-packet denoiser against RNNoise
 (pyrnnoise), WebRTC NS (webrtc-noise-gain, levels 1-4), noisereduce and an offline VisuShrink.
 
-Clean speech: TTS (espeak-ng, flite, festival) and the alsa-utils spoken phrases; noises white, pink,
+Clean speech: TTS (espeak-ng, flite, festival; training voices only, with sentences that training never
+uses) and the alsa-utils spoken phrases; noises white, pink,
 brown and TTS babble; SNR 0/5/10/20 dB (active-speech power). Scored at 16 kHz: SI-SDR improvement,
 PESQ (wideband), STOI; CPU real-time factor on one core (process time, BLAS/OpenMP threads = 1);
 algorithmic latency. Prints one table of means over noises per SNR; `--markdown FILE` writes it too.
@@ -137,7 +138,8 @@ def measure_lag(fn: Callable, clean: np.ndarray, rng: np.random.Generator) -> in
     return int(lags[int(np.argmax(c))])
 
 
-def methods(clean0: np.ndarray, rng: np.random.Generator, rate48: bool) -> list[Method]:
+def methods(clean0: np.ndarray, rng: np.random.Generator, rate48: bool, only: list[str] | None = None
+            ) -> list[Method]:
     st16, st48 = Denoise(), Denoise()
     st16.setup(AudioFormat(RATE, 1))
     st48.setup(AudioFormat(48000, 1))
@@ -146,8 +148,13 @@ def methods(clean0: np.ndarray, rng: np.random.Generator, rate48: bool) -> list[
            Method("rtaudio denoise method=gru 16k", ours(RATE, "gru"), 1000 * st16.latency / RATE)]
     if rate48:
         out.append(Method("rtaudio denoise 48k", ours(48000), 1000 * st48.latency / 48000))
+        out.append(Method("rtaudio denoise method=gru 48k", ours(48000, "gru"), 1000 * st48.latency / 48000))
     peers = [("RNNoise (pyrnnoise, 48k)", rnnoise, 480)]
     peers += [(f"WebRTC NS level {lv}", webrtc(lv), 160) for lv in (1, 2, 3, 4)]
+    if only:
+        keep = lambda name: name.startswith("input") or any(k.lower() in name.lower() for k in only)  # noqa: E731
+        out = [m for m in out if keep(m.name)]
+        peers = [p for p in peers if keep(p[0])]
     for name, fn, frame in peers:
         lag = measure_lag(fn, clean0, rng)
         # algorithmic latency: the signal delay plus the wait to fill one frame (frame - 1 samples)
@@ -157,7 +164,7 @@ def methods(clean0: np.ndarray, rng: np.random.Generator, rate48: bool) -> list[
             Method("noisereduce stationary + noise clip", noisereduce(True, True), None),
             Method("noisereduce non-stationary", noisereduce(False, False), None),
             Method("VisuShrink (whole file)", visushrink, None)]
-    return out
+    return [m for m in out if not only or keep(m.name)]
 
 
 def score(clean: np.ndarray, noisy: np.ndarray, out: np.ndarray) -> tuple[float, float, float]:
@@ -176,8 +183,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="2 clips instead of --clips")
     ap.add_argument("--clips", type=int, default=8, help="clean clips (every 4th is an alsa phrase)")
-    ap.add_argument("--no-48k", action="store_true", help="skip the 48 kHz run of rtaudio denoise")
+    ap.add_argument("--no-48k", action="store_true", help="skip the 48 kHz runs of rtaudio denoise")
     ap.add_argument("--markdown", type=Path, help="also write the table as markdown here")
+    ap.add_argument("--snrs", type=lambda s: tuple(int(v) for v in s.split(",")), default=SNRS,
+                    help="comma-separated SNRs in dB (default 0,5,10,20)")
+    ap.add_argument("--methods", nargs="+", metavar="TEXT",
+                    help="only the methods whose name contains one of these (the input is always scored)")
+    ap.add_argument("--decimals", type=int, default=2, help="PESQ and STOI decimals in the table")
     args = ap.parse_args(argv)
     n_clips = 2 if args.quick else args.clips
     rng = np.random.default_rng(2026)
@@ -186,10 +198,10 @@ def main(argv: list[str] | None = None) -> int:
     clips = clean_utterances(max(n_clips, 4), wd)
     if n_clips < 4:  # keep one alsa phrase in the quick set when there is one
         clips = [clips[0], clips[3]][:n_clips]
-    ms = methods(clips[0][1], rng, not args.no_48k)
+    ms = methods(clips[0][1], rng, not args.no_48k, args.methods)
     results: dict[tuple[str, int, str], list[tuple[float, float, float]]] = {}
     t0 = time.time()
-    for snr in SNRS:
+    for snr in args.snrs:
         for kind in NOISES:
             for ci, (_name, clean) in enumerate(clips):
                 nrng = np.random.default_rng(1000 * ci + 10 * snr + NOISES.index(kind))
@@ -199,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                 for m in ms:
                     results.setdefault((m.name, snr, kind), []).append(score(clean, noisy, m(noisy, clip)))
         print(f"  {snr} dB done ({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)
-    table = render(ms, results, clips)
+    table = render(ms, results, clips, args.snrs, args.decimals)
     print(table)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
@@ -207,17 +219,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def render(ms: list[Method], results: dict, clips: list) -> str:
-    head = "| method | " + " | ".join(f"{s} dB SI-SDRi / PESQ / STOI" for s in SNRS)
-    head += " | babble SI-SDRi (0/5/10/20) | latency ms | RTF |"
-    lines = [head, "|" + "---|" * (len(SNRS) + 4)]
+def render(ms: list[Method], results: dict, clips: list, snrs: tuple[int, ...] = SNRS,
+           decimals: int = 2) -> str:
+    head = "| method | " + " | ".join(f"{s} dB SI-SDRi / PESQ / STOI" for s in snrs)
+    head += f" | babble SI-SDRi ({'/'.join(map(str, snrs))}) | latency ms | RTF |"
+    lines = [head, "|" + "---|" * (len(snrs) + 4)]
+    d = decimals
     for m in ms:
         cells = []
-        for snr in SNRS:
+        for snr in snrs:
             per_noise = [np.nanmean(np.array(results[(m.name, snr, k)]), axis=0) for k in NOISES]
             si, pq, so = np.nanmean(np.array(per_noise), axis=0)
-            cells.append(f"{si:+.1f} / {pq:.2f} / {so:.2f}")
-        bab = "/".join(f"{np.mean([r[0] for r in results[(m.name, s, 'babble')]]):+.1f}" for s in SNRS)
+            cells.append(f"{si:+.1f} / {pq:.{d}f} / {so:.{d}f}")
+        bab = "/".join(f"{np.mean([r[0] for r in results[(m.name, s, 'babble')]]):+.1f}" for s in snrs)
         lat = "offline" if m.latency_ms is None else f"{m.latency_ms:.1f}"
         rtf = m.cpu / m.audio_s if m.audio_s else float("nan")
         lines.append(f"| {m.name} | " + " | ".join(cells) + f" | {bab} | {lat} | {rtf:.3f} |")

@@ -1,5 +1,6 @@
-"""Test audio for the denoise benchmark: TTS speech (espeak-ng, flite, festival), the spoken phrases
-that Debian's alsa-utils ships, and noises (white, pink, brown, babble made from other TTS voices).
+"""Test audio for the denoise benchmark: TTS speech (espeak-ng, flite, festival; only the voices that
+training may use, never the held-out flite awb/rms/kal), the spoken phrases that Debian's alsa-utils
+ships, and noises (white, pink, brown, babble made from other TTS voices).
 
 Everything is made locally at run time from a seed; nothing is downloaded.
 """
@@ -39,11 +40,14 @@ BABBLE_SENTENCES = [
     "Smoky fires lack flame and heat.",
     "The soft cushion broke the man's fall.",
 ]
-# (engine, voice) pairs; babble uses different voices from the clean speech where possible
-CLEAN_VOICES = [("espeak-ng", "en-us"), ("flite", "slt"), ("festival", "kal"),
-                ("espeak-ng", "en-gb+f3"), ("flite", "rms"), ("espeak-ng", "en-us+m3")]
-BABBLE_VOICES = [("flite", "awb"), ("espeak-ng", "en-gb-scotland"), ("flite", "kal16"),
-                 ("espeak-ng", "en-us+f2"), ("espeak-ng", "en-gb-x-rp"), ("flite", "slt")]
+# (engine, voice) pairs, only from the voices that training and tuning may use (see rtaudio.kws.voices):
+# every espeak-ng voice/variant, flite kal16 and slt, festival kal_diphone, ked_diphone and
+# cmu_us_slt_arctic_hts. flite awb, rms and kal are held out for independent evaluation and are not
+# used here. Babble uses different voices from the clean speech where possible.
+CLEAN_VOICES = [("espeak-ng", "en-us"), ("flite", "slt"), ("festival", "kal_diphone"),
+                ("espeak-ng", "en-gb+f3"), ("festival", "ked_diphone"), ("espeak-ng", "en-us+m3")]
+BABBLE_VOICES = [("festival", "cmu_us_slt_arctic_hts"), ("espeak-ng", "en-gb-scotland"), ("flite", "kal16"),
+                 ("espeak-ng", "en-us+f2"), ("espeak-ng", "en-gb-x-rp"), ("espeak-ng", "en-029+m2")]
 
 
 def available_engines() -> list[str]:
@@ -61,7 +65,7 @@ def tts(engine: str, voice: str, text: str, workdir: Path, rate: int = RATE) -> 
         cmd = ["flite", "-voice", voice, "-t", text, "-o", str(out)]
         subprocess.run(cmd, check=True, capture_output=True)
     elif engine == "festival":
-        cmd = ["text2wave", "-o", str(out)]
+        cmd = ["text2wave", "-eval", f"(voice_{voice})", "-o", str(out)]  # an explicit voice
         subprocess.run(cmd, input=text.encode(), check=True, capture_output=True)
     else:
         raise ValueError(engine)

@@ -242,6 +242,139 @@ def test_gru_improves_noisy_speech_and_silence_stays_silent():
     assert np.max(np.abs(denoise(np.zeros(RATE), method="gru"))) == 0.0
 
 
-def test_gru_at_another_rate_is_a_clear_error():
-    with pytest.raises(AudioFormatError, match="trained for rate=16000"):
-        Denoise(method="gru").setup(AudioFormat(48000, 1))
+def test_gru_at_a_rate_without_a_model_is_a_clear_error():
+    with pytest.raises(AudioFormatError, match="no model for 44100 Hz"):
+        Denoise(method="gru").setup(AudioFormat(44100, 1))
+
+
+def test_gru_with_another_layout_is_a_clear_error():
+    with pytest.raises(AudioFormatError, match="trained for wavelet=db8"):
+        Denoise(method="gru", wavelet="sym4").setup(AudioFormat(RATE, 1))
+
+
+# -- method = "gru" at 48 kHz: a network for the bands below 8 kHz, classical gains above -----------
+def test_gru_48k_model_covers_the_bands_below_8khz():
+    st = Denoise(method="gru")
+    st.setup(AudioFormat(48000, 2))
+    assert st.latency <= 480
+    band_hz = 24000 / st.bank.bands
+    assert st.net_bands < st.bank.bands and abs(st.net_bands * band_hz - 8000) < band_hz
+    assert st.gainer.shape == (2, st.bank.bands - st.net_bands)
+
+
+@settings(max_examples=8, deadline=None)
+@given(x=signals(min_len=1000, max_len=6000), sizes=partitions(2000))
+def test_gru_streaming_exact_at_48k(x, sizes):
+    whole, _ = run_blocks(Denoise(method="gru"), x, [], 48000)
+    parts, _ = run_blocks(Denoise(method="gru"), x, sizes, 48000)
+    assert parts.shape == whole.shape == x.shape
+    np.testing.assert_allclose(parts, whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("noise", ["white", "babble"])
+def test_gru_48k_improves_noisy_speech(noise):
+    rate = 48000
+    rng = np.random.default_rng(11)
+    clean = np.concatenate([np.zeros(rate // 2), speech_like(4.0, rng, rate)])
+    if noise == "white":
+        n = rng.standard_normal(len(clean))
+    else:
+        n = sum(speech_like(len(clean) / rate, rng, rate) for _ in range(6))
+    noisy = clean + n * np.sqrt(np.mean(clean**2) / np.mean(n**2)) * 10 ** (-5 / 20)  # 5 dB SNR
+    gain = si_sdr(clean, denoise(noisy, rate, method="gru")) - si_sdr(clean, noisy)
+    assert gain > (3.0 if noise == "white" else 0.0), f"SI-SDR improvement {gain:.2f} dB"
+    assert np.max(np.abs(denoise(np.zeros(rate), rate, method="gru"))) == 0.0
+
+
+# -- broken model files: one-line errors ----------------------------------------------------------
+def _write_model(d, rate: int = RATE, state=None, config=None) -> None:
+    import json
+
+    import torch
+
+    from rtaudio.dsp import gain_net
+
+    ref = gain_net.MODEL_DIR / gain_net.model_name(rate)
+    name = gain_net.model_name(rate)
+    cfg = json.loads(ref.with_suffix(".json").read_text()) if config is None else config
+    (d / f"{name}.json").write_text(cfg if isinstance(cfg, str) else json.dumps(cfg))
+    if state is None:
+        state = torch.load(ref.with_suffix(".pt"), weights_only=True)
+    if isinstance(state, bytes):
+        (d / f"{name}.pt").write_bytes(state)
+    else:
+        torch.save(state, d / f"{name}.pt")
+
+
+def _broken(kind: str):
+    import torch
+
+    from rtaudio.dsp import gain_net
+
+    ref = torch.load((gain_net.MODEL_DIR / gain_net.model_name(RATE)).with_suffix(".pt"), weights_only=True)
+    if kind == "garbage pt":
+        return {"state": b"not a torch file\n\x00\x01"}
+    if kind == "bad json":
+        return {"config": "{rate: 16000,\n"}
+    if kind == "json not an object":
+        return {"config": "[1, 2]"}
+    if kind == "missing weights":
+        return {"state": {k: v for k, v in ref.items() if k != "out.bias"}}
+    if kind == "wrong shapes":
+        return {"state": dict(ref, **{"out.bias": torch.zeros(3)})}
+    if kind == "not a state dict":
+        return {"state": [1, 2, 3]}
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["garbage pt", "bad json", "json not an object", "missing weights", "wrong shapes", "not a state dict"],
+)
+def test_broken_model_is_a_one_line_error(kind, tmp_path, monkeypatch):
+    from rtaudio.dsp import gain_net
+    from rtaudio.errors import RtAudioError
+
+    _write_model(tmp_path, **_broken(kind))
+    monkeypatch.setattr(gain_net, "MODEL_DIR", tmp_path)
+    with pytest.raises(RtAudioError, match="cannot load the gain network") as info:
+        Denoise(method="gru").setup(AudioFormat(RATE, 1))
+    assert "\n" not in str(info.value)
+    assert isinstance(info.value, ConfigError)
+
+
+def test_missing_model_file_is_a_one_line_error(tmp_path, monkeypatch):
+    from rtaudio.dsp import gain_net
+
+    _write_model(tmp_path)
+    (tmp_path / f"{gain_net.model_name(RATE)}.pt").unlink()
+    monkeypatch.setattr(gain_net, "MODEL_DIR", tmp_path)
+    with pytest.raises(ConfigError, match="cannot load the gain network") as info:
+        Denoise(method="gru").setup(AudioFormat(RATE, 1))
+    assert "\n" not in str(info.value)
+
+
+def test_numpy_inference_matches_torch():
+    import torch
+
+    from rtaudio.dsp import gain_net
+
+    torch.set_num_threads(1)
+    for rate in gain_net.SHIPPED_RATES:
+        runner = gain_net.load(1, rate)
+        path = (gain_net.MODEL_DIR / gain_net.model_name(rate)).with_suffix(".pt")
+        state = torch.load(path, weights_only=True)
+        hidden, bands = runner.hidden, runner.bands
+        inp = torch.nn.Linear(2 * bands, hidden)
+        gru = torch.nn.GRU(hidden, hidden, batch_first=True)
+        out = torch.nn.Linear(hidden, bands)
+        inp.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("inp.")})
+        gru.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("gru.")})
+        out.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("out.")})
+        rng = np.random.default_rng(12)
+        p, n = 10 ** rng.uniform(-9, 0, (2, 40, bands))
+        with torch.no_grad():
+            x = torch.tensor(gain_net.features(p, n)[None], dtype=torch.float32)
+            ref = torch.sigmoid(out(gru(torch.tanh(inp(x)))[0]))[0].numpy() ** runner.exponent
+        got = np.stack([runner.step(p[i : i + 1], n[i : i + 1])[0] for i in range(40)])
+        np.testing.assert_allclose(got, ref, atol=1e-5)

@@ -5,7 +5,9 @@ Each hop, the last `frame_ms` of input is windowed and decomposed into a full wa
 follows the noise power (speech-presence MMSE tracking with a minimum-statistics floor, see
 `rtaudio.dsp.noise_tracking`; spectral peaks are kept out of it so steady tones pass), and a gain
 scales the band's coefficients: decision-directed log-spectral-amplitude (`rtaudio.dsp.suppression`)
-by default, or, with `method = "gru"`, the shipped recurrent network (`rtaudio.dsp.gain_net`, 16 kHz).
+by default, or, with `method = "gru"`, a shipped recurrent network (`rtaudio.dsp.gain_net`): one model
+for 16 kHz (all bands) and one for 48 kHz, which gives the bands below 8 kHz and leaves the bands
+above to the classical gains.
 Frames are put back by weighted overlap-add with an asymmetric window pair (Mauler & Martin): a long
 analysis window for frequency resolution, a short synthesis window over the last `hop + overlap`
 samples only, so the delay is `hop + overlap - 1` samples (9.9 ms by default), not a frame.
@@ -74,7 +76,7 @@ class Denoise(Stage):
     summary = "Streaming wavelet-packet denoiser (noise tracking + decision-directed gain), ~10 ms."
     params = (
         Param("method", str, "classical", choices=("classical", "gru"),
-              help="per-band gains: decision-directed LSA, or the shipped GRU (16 kHz)"),
+              help="per-band gains: decision-directed LSA, or the shipped GRU (16 and 48 kHz)"),
         Param("wavelet", str, "db8", help="orthogonal PyWavelets wavelet (db*, sym*, coif*)"),
         Param("band_hz", float, 125.0, min=10.0, max=4000.0, unit="Hz",
               help="widest wavelet-packet band; sets the depth from the sample rate"),
@@ -120,22 +122,31 @@ class Denoise(Stage):
         hop_s = self.hop / rate
         self.tracker = NoiseTracker(shape, hop_s, dof=self.bank.width)
         self.peak_width = max(2, round(500.0 / (rate / 2 / self.bank.bands)))  # bands in ~500 Hz
-        self.gainer = DecisionDirectedGain(shape)
         self.net = self._load_net(fmt) if self.method == "gru" else None
+        self.net_bands = self.net.bands if self.net is not None else 0  # bands the network gives
+        self.gainer = DecisionDirectedGain((fmt.channels, self.bank.bands - self.net_bands))
         self.fade_step = 1.0 / max(1, round(self.fade_ms * rate / 1000))
         self.on_param_change("adaptation")
         self.reset()
         return fmt
 
     def _load_net(self, fmt: AudioFormat) -> GainNetRunner:
+        if not gain_net.has_model(fmt.rate):
+            raise AudioFormatError(
+                f"{self.where}: method 'gru' has no model for {fmt.rate} Hz (shipped: "
+                + ", ".join(f"{r} Hz" for r in gain_net.SHIPPED_RATES) + "); use method 'classical'"
+            )
         try:
-            net = gain_net.load(fmt.channels)
-        except (OSError, KeyError, ValueError) as e:
-            raise ConfigError(f"{self.where}: cannot load the gain network ({e})") from None
+            net = gain_net.load(fmt.channels, fmt.rate)
+        except ConfigError as e:
+            raise ConfigError(f"{self.where}: {e}") from None
         cfg = net.config
         mine = {"rate": fmt.rate, "n": self.n, "hop": self.hop, "overlap": self.overlap,
                 "wavelet": self.wavelet, "bands": self.bank.bands}
         wrong = {k: v for k, v in mine.items() if cfg.get(k) != v}
+        if not wrong and net.bands > self.bank.bands:
+            raise ConfigError(f"{self.where}: the gain network gives {net.bands} bands, more than "
+                              f"the {self.bank.bands} of its layout")
         if wrong:
             raise AudioFormatError(
                 f"{self.where}: method 'gru' was trained for "
@@ -200,7 +211,10 @@ class Denoise(Stage):
         for i in range(count):
             noise = self.track(power[i])
             if self.net is not None:
-                gains[i] = np.maximum(self.net.step(power[i], noise), floor)
+                k = self.net_bands
+                gains[i, :, :k] = np.maximum(self.net.step(power[i, :, :k], noise[:, :k]), floor)
+                if k < gains.shape[-1]:  # above the network's range: the classical gains
+                    gains[i, :, k:] = self.gainer.update(power[i, :, k:], noise[:, k:], floor)
             else:
                 gains[i] = self.gainer.update(power[i], noise, floor)
         if self.strength != 1.0:
