@@ -39,7 +39,8 @@ def test_denoise_playback_through_pulseaudio(pulse_server, tmp_path):
     noisy_path = tmp_path / "noisy.wav"
     sf.write(noisy_path, noisy, RATE, subtype="FLOAT")
 
-    offline = Denoise()
+    spec = pipeline.load("denoise_playback")  # the shipped pipeline, with our file and the server
+    offline = Denoise(**{k: v for k, v in spec.stages[0].values.items()})  # the same settings
     offline.setup(AudioFormat(RATE, 1, len(noisy)))
     lat = offline.latency
     off = offline.run(np.concatenate([noisy, np.zeros(lat, np.float32)])[:, None])[lat:, 0]
@@ -48,7 +49,6 @@ def test_denoise_playback_through_pulseaudio(pulse_server, tmp_path):
     rec_path = tmp_path / "rec.wav"
     rec = Engine(DeviceInput(device=pulse_server.device), [], [WavSink(path=str(rec_path))], block=256)
     rec.prepare()
-    spec = pipeline.load("denoise_playback")  # the shipped pipeline, with our file and the server
     spec.source.values["path"] = str(noisy_path)
     assert spec.override("device", pulse_server.device) == 1
     source, stages, sinks = spec.build()
