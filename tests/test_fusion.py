@@ -84,20 +84,20 @@ def test_fusion_pipeline_file_fires_on_a_spoken_keyword(tmp_path, monkeypatch):
     from rtaudio.kws.voices import Voice, synthesize
 
     monkeypatch.setenv("RTAUDIO_CACHE", str(tmp_path))
-    word = synthesize([(Voice("espeak", "en-gb"), "down")])[0]
+    word = synthesize([(Voice("espeak", "en-gb"), "yes")])[0]
     x = np.zeros(3 * RATE, np.float32)
     x[RATE : RATE + len(word)] = word * 0.5
     x += np.random.default_rng(1).standard_normal(len(x)).astype(np.float32) * 5e-4
-    sf.write(tmp_path / "down.wav", x, RATE, subtype="FLOAT")
+    sf.write(tmp_path / "yes.wav", x, RATE, subtype="FLOAT")
     spec = pipeline.load("keywords_fusion")
-    spec.source = pipeline.ComponentSpec("file", {"path": str(tmp_path / "down.wav")}, "test")
+    spec.source = pipeline.ComponentSpec("file", {"path": str(tmp_path / "yes.wav")}, "test")
     spec.sinks = [s for s in spec.sinks if s.kind == "eventlog"]
     spec.sinks[0].values["path"] = str(tmp_path / "events.jsonl")
     source, stages, sinks = spec.build()
     Engine(source, stages, sinks, block=spec.block).run()
     events = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     by_topic = {t: [e for e in events if e["topic"] == t] for t in ("keyword", "keyword_cls", "keyword_hmm")}
-    assert [e["data"]["label"] for e in by_topic["keyword_cls"]] == ["down"]
-    assert [e["data"]["label"] for e in by_topic["keyword_hmm"]] == ["down"]
-    assert [e["data"]["label"] for e in by_topic["keyword"]] == ["down"]
+    assert [e["data"]["label"] for e in by_topic["keyword_cls"]] == ["yes"]
+    assert [e["data"]["label"] for e in by_topic["keyword_hmm"]] == ["yes"]
+    assert [e["data"]["label"] for e in by_topic["keyword"]] == ["yes"]
     assert by_topic["keyword"][0]["data"]["detector"] == "fuse-both"
