@@ -361,6 +361,7 @@ def main() -> int:
     ap.add_argument("--sensitivity", default="0,1.5,3", help="HMM: sensitivities (threshold offsets)")
     ap.add_argument("--sphinx", default="1e-20,1e-10,1,1e10,1e20", help="PocketSphinx thresholds ('' = skip)")
     ap.add_argument("--fusion", default="both,weighted", help="fusion modes ('' = skip)")
+    ap.add_argument("--fusion-cls", default="cal,0.5,0.7,0.8", help="classifier thresholds fused")
     ap.add_argument("--conditions", default="", help="only these conditions (e.g. 'clean,babble 10 dB')")
     ap.add_argument("--seed", type=int, default=SEED)
     ap.add_argument("--json", default=None, help="write the results here")
@@ -372,6 +373,7 @@ def main() -> int:
     thresholds: list[float | None] = [None, *floats(args.thresholds)]
     sens, sph = floats(args.sensitivity), floats(args.sphinx)
     modes = [m.strip() for m in args.fusion.split(",") if m.strip()]
+    fuse_cls = {v.strip() for v in args.fusion_cls.split(",")}
     rng = np.random.default_rng(args.seed)
     kw, other, _ = build_clips(keywords, rng, 25, 180)
     _, _, babble_sents = build_clips(keywords, np.random.default_rng(args.seed + 1), 1, 90)
@@ -418,6 +420,8 @@ def main() -> int:
         # fusion: the two detectors' events replayed through the fuse stage
         for mode in modes:
             for thr, ce in cls_ev.items():
+                if ("cal" if thr is None else f"{thr:g}") not in fuse_cls:
+                    continue
                 for s, he in hmm_ev.items():
                     ev = [fuse(ce[i], he[i], len(ys[i]), keywords, mode) for i in range(2)]
                     t = "cal" if thr is None else f"{thr:g}"
