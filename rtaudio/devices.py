@@ -243,8 +243,16 @@ class _Flags:
 class _OutputQueue:
     """The output ring and its playback rules, shared by a standalone and a duplex stream.
 
-    Playback starts once `prefill` frames are queued (silence before that is priming, not an
-    underflow); after that a short ring pads with silence and counts the padded frames."""
+    Standalone: playback starts once `prefill` frames are queued. Duplex (`fill` gets `now`, the
+    input frames recorded before this callback): output frame m is played `prefill` frames after
+    input frame m was recorded, so the round trip is the device's + the chain's declared latency +
+    `prefill`, whatever the start-up did. A chain that emits its declared delay as leading zeros
+    (resample) or a worker that was slow on its first blocks would otherwise fill the queue beyond
+    `prefill` for good: the level-based rule then set the round trip by the start-up (measured
+    89-120 ms instead of 73 + 31 with the keyword chain, benchmarks/roundtrip.py). At the start,
+    output frames whose time has passed are dropped (counted in `trimmed`, never played, not a
+    loss); playback waits while the chain has not produced the frame due now. Silence before the
+    start is priming, not an underflow; after it a short ring pads with silence and counts."""
 
     def __init__(self, channels: int, device_channels: int, prefill: int, capacity: int) -> None:
         self.ring = RingBuffer(max(capacity, 2 * prefill), channels, "block")
@@ -252,15 +260,24 @@ class _OutputQueue:
         self.playing = False
         self.draining = False
         self.underflow = 0
+        self.trimmed = 0  # duplex start-up: frames due before playback started, dropped unplayed
         self.mono_to_many = channels == 1 and device_channels > 1
         self.scratch = np.zeros((16384, 1), dtype=np.float32)
 
-    def fill(self, outdata: np.ndarray, frames: int) -> None:
+    def fill(self, outdata: np.ndarray, frames: int, now: int | None = None) -> None:
         ring = self.ring
         if not self.playing:
-            if ring.available() < self.prefill:
-                outdata.fill(0.0)
-                return
+            if now is None:
+                if ring.available() < self.prefill:
+                    outdata.fill(0.0)
+                    return
+            else:
+                late = now - self.prefill - ring.read  # frames whose playing time has passed
+                if late < 0 or ring.available() < late + frames:
+                    outdata.fill(0.0)
+                    return
+                ring.read += late  # consumer side: drop them unplayed
+                self.trimmed += late
             self.playing = True
         if self.mono_to_many:
             dst = self.scratch[:frames]
@@ -406,10 +423,11 @@ class DeviceInput(Source):
                 dac[j] = tinfo.outputBufferDacTime
                 cur[j] = tinfo.currentTime
                 pos[j] = clock.frames
-                clock.frames += frames
+                now = clock.frames
+                clock.frames = now + frames
                 self.ring.write(indata)
                 if queue is not None:
-                    queue.fill(outdata, frames)
+                    queue.fill(outdata, frames, now)
                 clock.k = k + 1
             except BaseException as e:  # surfaced on the worker thread via `error`
                 self.error = RtAudioError(f"{self.where}: audio callback failed: "
@@ -553,7 +571,8 @@ class DeviceOutput(Sink):
         *_DEVICE_PARAMS,
         Param("channels", int, 0, min=0, max=64, help="0 = the pipeline's channel count"),
         Param("prefill", float, DEFAULT_PREFILL, min=0.0, max=10.0, unit="s",
-              help="output queued beyond one engine block before playback starts"),
+              help="output queued beyond one engine block before playback starts (duplex: "
+                   "the output plays one block + prefill behind the input)"),
     )
 
     def __init__(self, where: str | None = None, **values: Any) -> None:
@@ -676,6 +695,8 @@ class DeviceOutput(Sink):
             c["output underflow flags"] = self.flags.counts["output_underflow"]
             c["output overflow flags"] = self.flags.counts["output_overflow"]
         c["output ring underflow"] = q.underflow
+        if self.duplex_with is not None:
+            c["output start-up trim"] = q.trimmed
         c["output ring overflow"] = q.ring.overflow
         c["output queue ms"] = 1000.0 * q.level() / self.fmt.rate
         return c
@@ -686,6 +707,7 @@ class DeviceOutput(Sink):
             return out
         if self.duplex_with is None and self.stream is not None:
             out["output"] = float(self.stream.latency)
-        # Playback starts with `prefill_frames` queued: that much is added to the round trip.
+        # Playback runs `prefill_frames` behind (duplex: behind the input; standalone: it starts
+        # with that much queued): that much is added to the round trip.
         out["output queue"] = self.prefill_frames / self.fmt.rate
         return out

@@ -188,3 +188,28 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_recording(pulse_server, tmp_path):
     assert "Traceback" not in stderr
     data, rate = sf.read(str(out), dtype="float32")
     assert rate == 48000 and data.shape[0] >= rate
+
+
+def test_duplex_output_plays_a_fixed_delay_behind_the_input():
+    """Duplex: output frame m plays exactly `prefill` frames after input frame m was recorded,
+    whatever the chain emitted at start-up (a resampler's leading zeros, a slow first block):
+    frames already due when playback starts are dropped unplayed and counted apart, not as a loss."""
+    from rtaudio.devices import _OutputQueue
+
+    prefill, period = 300, 128
+    q = _OutputQueue(channels=1, device_channels=1, prefill=prefill, capacity=8192)
+    out = np.zeros((period, 1), np.float32)
+    # the chain produced nothing yet during the first callbacks: silence, not an underflow
+    for k in range(3):
+        q.fill(out, period, now=k * period)
+        assert not out.any() and not q.playing
+    # then a burst: 2000 output frames (frame m carries the value m) arrive at once
+    q.ring.write(np.arange(2000, dtype=np.float32)[:, None])
+    now = 3 * period
+    q.fill(out, period, now=now)
+    assert q.playing and q.trimmed == now - prefill
+    np.testing.assert_array_equal(out[:, 0], np.arange(now - prefill, now - prefill + period))
+    for k in range(4, 10):  # from then on: frame now - prefill in every callback
+        q.fill(out, period, now=k * period)
+        assert out[0, 0] == k * period - prefill
+    assert q.underflow == 0
