@@ -209,6 +209,9 @@ def bench_alone(kind: str, device: str, seconds: float = 8.0) -> dict:
             "corr": min(a.corr)}
 
 
+LAYOUT = "inline"  # or "tap" (--layout)
+
+
 def build_engine(device: str, block: int, prefill: float | None, quality: str):
     from rtaudio.devices import DeviceInput, DeviceOutput
     from rtaudio.engine import Engine
@@ -217,8 +220,13 @@ def build_engine(device: str, block: int, prefill: float | None, quality: str):
 
     out = DeviceOutput(device=device) if prefill is None else DeviceOutput(device=device,
                                                                            prefill=prefill)
-    stages = [Resample(rate=16000, quality=quality), KeywordSpotter(),
-              Resample(rate=48000, quality=quality)]
+    if LAYOUT == "tap":  # the keyword chain on a side branch: the audio path is untouched
+        from rtaudio.stages.tap import Tap
+
+        stages = [Tap(chain=f"resample rate=16000 quality={quality} ! kws")]
+    else:
+        stages = [Resample(rate=16000, quality=quality), KeywordSpotter(),
+                  Resample(rate=48000, quality=quality)]
     return Engine(DeviceInput(device=device), stages, [out], block=block), out
 
 
@@ -310,9 +318,13 @@ def main() -> int:
     ap.add_argument("--pulse-block", type=int, default=480, help="engine block on PulseAudio")
     ap.add_argument("--seconds", type=float, default=20.0, help="reference played per row")
     ap.add_argument("--quality", default="HQ", help="Resample quality (HQ = the default)")
+    ap.add_argument("--layout", default="inline", choices=("inline", "tap"),
+                    help="keyword chain in the audio path, or on a `tap` side chain (audio untouched)")
     ap.add_argument("--json", help="append one JSON line per row to this file")
     ap.add_argument("--save", help="save each recording as PREFIX-server-period-block-prefill.npy")
     args = ap.parse_args()
+    global LAYOUT
+    LAYOUT = args.layout
     # a `timeout` (SIGTERM) unwinds through the finally clauses: the servers get stopped
     signal_module.signal(signal_module.SIGTERM, lambda *_: sys.exit(143))
     from rich.console import Console
@@ -374,9 +386,10 @@ def main() -> int:
         finally:
             stop_server(kind, audio_dir, env)
     con.print(t)
-    con.print(f"{args.seconds:g} s of reference per row after rtaudio's 6 s start-up; chain = "
-              f"resample 16000 ({args.quality}) ! kws ! resample 48000; 48 kHz; "
-              f"{os.cpu_count()} cores shared with other jobs")
+    chain = (f"tap chain='resample 16000 ({args.quality}) ! kws' (audio path untouched)"
+             if args.layout == "tap" else f"resample 16000 ({args.quality}) ! kws ! resample 48000")
+    con.print(f"{args.seconds:g} s of reference per row after rtaudio's 6 s start-up; chain = {chain}; "
+              f"48 kHz; {os.cpu_count()} cores shared with other jobs")
     return 0
 
 

@@ -22,6 +22,7 @@ _BUILTIN_MODULES = (
     "rtaudio.kws.stage",
     "rtaudio.hmm.stage",
     "rtaudio.stages.fusion",
+    "rtaudio.stages.tap",
 )
 _REGISTRY: dict[str, type[Component]] = {}
 _loaded = False
