@@ -28,10 +28,10 @@ def _wait(cond, timeout: float, what: str) -> None:
 
 def test_keyword_played_to_output_is_detected_on_input(pulse_server, tmp_path, monkeypatch):
     monkeypatch.setenv("RTAUDIO_CACHE", str(tmp_path / "cache"))
-    word = synthesize([(Voice("espeak", "en-gb"), "down")])[0]
+    word = synthesize([(Voice("espeak", "en-gb"), "off")])[0]
     word48 = soxr.resample(word, 16000, 48000).astype(np.float32) * 0.5
     clip = np.concatenate([np.zeros(24000, np.float32), word48, np.zeros(72000, np.float32)])
-    raw = tmp_path / "down.f32"
+    raw = tmp_path / "off.f32"
     clip.tofile(raw)
 
     spec = pipeline.load("keywords")
@@ -69,8 +69,8 @@ def test_keyword_played_to_output_is_detected_on_input(pulse_server, tmp_path, m
         f"\nword heard at {loud[0] / 16000:.3f}-{word_end / 16000:.3f} s; events "
         f"{[(m.data['label'], round(m.sample / 16000, 3), m.data['score']) for m in events]}"
     )
-    assert [m.data["label"] for m in events] == ["down"]
+    assert [m.data["label"] for m in events] == ["off"]
     delay = (events[0].sample - word_end) / 16000
     assert -0.3 <= delay <= 0.5, f"detected {delay:.3f} s after the word's end"
     logged = (tmp_path / "events.jsonl").read_text().splitlines()
-    assert len(logged) == 1 and '"down"' in logged[0]
+    assert len(logged) == 1 and '"off"' in logged[0]

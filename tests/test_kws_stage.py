@@ -57,7 +57,7 @@ def test_stage_streams_exactly(sizes):
 
 def test_detects_a_spoken_keyword(tmp_path, monkeypatch):
     monkeypatch.setenv("RTAUDIO_CACHE", str(tmp_path))
-    word = synthesize([(Voice("espeak", "en-gb"), "down")])[0]
+    word = synthesize([(Voice("espeak", "en-gb"), "off")])[0]
     x = np.zeros(3 * RATE, np.float32)
     x[RATE : RATE + len(word)] = word * 0.5
     x += _noise(1, len(x))[:, 0] * 0.01
@@ -65,7 +65,7 @@ def test_detects_a_spoken_keyword(tmp_path, monkeypatch):
     word_end = RATE + nz[-1]
     _, msgs = run_blocks(KeywordSpotter(), x[:, None], [480] * 200, RATE)
     kws = [m for m in msgs if m.topic == "keyword"]
-    assert [m.data["label"] for m in kws] == ["down"]
+    assert [m.data["label"] for m in kws] == ["off"]
     ev = kws[0]
     assert RATE <= ev.sample <= word_end + 0.5 * RATE
     assert 0 < ev.data["score"] <= 1 and ev.data["start"] < ev.data["end"] <= ev.sample
