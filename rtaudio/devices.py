@@ -48,6 +48,7 @@ FIRST_CALLBACK_SECONDS = 5.0  # PulseAudio's first callback may take 1.5 s
 # detector starts after it.
 SETTLE_SECONDS = 6.0
 AUDIO_NICE = -15  # nice value for the audio threads (root or CAP_SYS_NICE)
+WORKER_NICE = -10  # the engine's worker feeds the output ring: above other jobs, below the callbacks
 # A callback waits for the GIL up to the switch interval (5 ms by default, about one JACK period
 # of 256 frames): while a device stream runs, other threads are asked to hand it over sooner.
 SWITCH_INTERVAL = 0.0005
@@ -110,12 +111,25 @@ def promote_audio_threads(tids: list[int], nice: int = AUDIO_NICE) -> bool:
             continue
     ok = bool(tids)
     for tid in set(tids):
+        if not tid:
+            continue
         try:
             if os.sched_getscheduler(tid) == os.SCHED_OTHER:
                 os.setpriority(os.PRIO_PROCESS, tid, nice)
         except (OSError, AttributeError):
             ok = False
     return ok
+
+
+def promote_worker(tid: int) -> None:
+    """Favour the engine's worker thread (it must keep the output ring filled); best effort."""
+    import os
+
+    try:
+        if tid and os.sched_getscheduler(tid) == os.SCHED_OTHER:
+            os.setpriority(os.PRIO_PROCESS, tid, WORKER_NICE)
+    except (OSError, AttributeError):
+        pass
 
 
 # -- device listing and selection -------------------------------------------------------------------
@@ -312,7 +326,8 @@ _DEVICE_PARAMS = (
     Param("blocksize", int, DEFAULT_BLOCKSIZE, min=0, max=16384, unit="frames",
           help="device block; 0 = PortAudio's choice"),
     Param("latency", str, DEFAULT_LATENCY, help="'low', 'high' or seconds"),
-    Param("realtime", bool, True, help="raise the audio threads' priority (nice -15, if permitted)"),
+    Param("realtime", bool, True, help="raise the audio threads' priority (nice -15, the engine's "
+          "worker -10; if permitted)"),
 )
 
 
@@ -390,6 +405,8 @@ class DeviceInput(Source):
     # -- running ------------------------------------------------------------------------------------
     def start(self, ring: RingBuffer) -> None:
         self.ring = ring
+        if self.realtime:  # start() runs on the engine's worker thread
+            promote_worker(threading.get_native_id())
         self._open_stream()
         self._stopping = False
         self._wake.clear()
@@ -646,6 +663,8 @@ class DeviceOutput(Sink):
         if self.duplex_with is None:
             if self.stream is None:
                 self._open_stream()
+                if self.realtime:  # write() runs on the engine's worker thread
+                    promote_worker(threading.get_native_id())
             if self.error is not None:
                 raise self.error
             if not self.stream.active and not self._stopping:
