@@ -213,3 +213,26 @@ def test_duplex_output_plays_a_fixed_delay_behind_the_input():
         q.fill(out, period, now=k * period)
         assert out[0, 0] == k * period - prefill
     assert q.underflow == 0
+
+
+def test_duplex_output_keeps_its_delay_after_an_underflow():
+    """An underflow plays silence (counted); the frames it replaced are dropped when they arrive
+    (counted) so that the round trip stays fixed instead of growing with every underflow."""
+    from rtaudio.devices import _OutputQueue
+
+    prefill, period = 256, 128
+    q = _OutputQueue(channels=1, device_channels=1, prefill=prefill, capacity=8192)
+    out = np.zeros((period, 1), np.float32)
+    ramp = np.arange(4000, dtype=np.float32)[:, None]  # output frame m carries the value m
+    q.ring.write(ramp[: 2 * period + 50])
+    q.fill(out, period, now=prefill)  # playing: frame 0 is due now
+    q.fill(out, period, now=prefill + period)
+    assert out[0, 0] == period and q.underflow == 0
+    q.fill(out, period, now=prefill + 2 * period)  # the worker stalls: 50 of 128 frames there
+    np.testing.assert_array_equal(out[:50, 0], ramp[2 * period: 2 * period + 50, 0])
+    assert not out[50:].any() and q.underflow == period - 50
+    q.ring.write(ramp[2 * period + 50:])  # the stall ends: the rest arrives
+    for k in range(3, 10):  # frame k * period is due in callback k, as before the stall
+        q.fill(out, period, now=prefill + k * period)
+        np.testing.assert_array_equal(out[:, 0], ramp[k * period:(k + 1) * period, 0])
+    assert q.late_dropped == q.underflow > 0
