@@ -34,17 +34,27 @@ Columns:
 * `clk slips`  rtaudio's clock-based slip frames (input/output)
 * `slips`      lag changes between 0.5 s windows of the recording (align): slips / slipped frames
 * `q min ms`   the smallest output-queue level seen while the reference played (polled every 10 ms)
+* `late rt/bench` (JACK) cycles jackd's log blames on rtaudio's client / on the bench's
+               (`client = X was not finished, state = Running`); clients that were still waiting to
+               be woken are not blamed. Needs `--bench-process`: in one process both streams share
+               one JACK client ("PortAudio") and the blame cannot be split.
 * `load1`      1-minute load average at the end of the row (2 cores shared with other jobs)
+
+An xrun on JACK is flagged to every client of the graph, so rtaudio's `flags` include the bench's.
+`benchmarks/jack_floor.py` measures what two C clients get on the same machine (the floor).
 
     python benchmarks/roundtrip.py --server jack --periods 64,128,256 --blocks 1,2 \
         --prefills 0,0.0025,0.005,0.01,0.02 --seconds 20
     python benchmarks/roundtrip.py --server jack --periods 128 --blocks 2 --prefills 0.005 --seconds 600
+    python benchmarks/roundtrip.py --server jack --periods 512 --blocks 1 --prefills 0.01 \
+        --layout tap --bench-process --seconds 600
     python benchmarks/roundtrip.py --server pulse --pulse-block 480 --seconds 600
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal as signal_module
@@ -165,6 +175,68 @@ class Bench:
         return self.pos >= self.rec.shape[0]
 
 
+class BenchProcess:
+    """The bench in a child process (`--bench-child`): its own JACK client and its own GIL, so
+    the JACK log names which client was late (`JackEngine::XRun: client = ...`)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.rec_path = tempfile.mktemp(suffix=".npy", prefix="bench-rec-")
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--bench-child", str(seconds), self.rec_path],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline().strip()
+        if line != "ready":
+            raise RuntimeError(f"bench child failed to start: {line!r}")
+        self.flags = 0
+        self.rec = None
+
+    def play(self) -> None:
+        self.proc.stdin.write("play\n")
+        self.proc.stdin.flush()
+
+    def finish(self, seconds: float) -> None:
+        out, _ = self.proc.communicate(timeout=seconds)
+        self.flags = json.loads(out.strip().splitlines()[-1])["flags"]
+        self.rec = np.load(self.rec_path)
+        os.unlink(self.rec_path)
+
+
+def bench_child(seconds: float, rec_path: str) -> int:
+    from rtaudio.devices import promote_audio_threads
+
+    bench = Bench("system", signal(seconds))
+    with bench.stream:
+        wait_for(lambda: bench.tid, 10, "the bench stream never started")
+        promote_audio_threads([bench.tid])
+        print("ready", flush=True)
+        if sys.stdin.readline().strip() != "play":
+            return 1
+        bench.playing = True
+        wait_for(lambda: bench.done, seconds + 60, "the bench stalled")
+    np.save(rec_path, bench.rec)
+    print(json.dumps({"flags": bench.flags}), flush=True)
+    return 0
+
+
+def jack_xruns_by_client(log: str, start: int) -> dict[str, int]:
+    """Late clients named by jackd's log after byte offset `start`."""
+    counts: dict[str, int] = {}
+    with open(log, errors="replace") as f:
+        f.seek(start)
+        for line in f:
+            if "JackEngine::XRun: client = " in line:
+                # "Running": the client overran its cycle; "Triggered": it was still waiting
+                # for an earlier client of the graph (the late one is the Running one)
+                name = line.split("client = ", 1)[1].split(" was not", 1)[0]
+                if "state = Running" in line:
+                    counts[name] = counts.get(name, 0) + 1
+                else:
+                    counts[f"({name} waiting)"] = counts.get(f"({name} waiting)", 0) + 1
+            elif "JackTimedDriver::Process XRun" in line:
+                counts["(driver late)"] = counts.get("(driver late)", 0) + 1
+    return counts
+
+
 def wait_for(cond, seconds: float, what: str) -> None:
     deadline = time.monotonic() + seconds
     while not cond():
@@ -210,6 +282,7 @@ def bench_alone(kind: str, device: str, seconds: float = 8.0) -> dict:
 
 
 LAYOUT = "inline"  # or "tap" (--layout)
+BENCH_PROCESS = False  # --bench-process
 
 
 def build_engine(device: str, block: int, prefill: float | None, quality: str):
@@ -237,12 +310,16 @@ def run_chain(kind: str, device: str, block: int, prefill: float | None, seconds
 
     ref = signal(seconds)
     before = jack_ports() if kind == "jack" else set()
+    child = BENCH_PROCESS and kind == "jack"
     if kind == "pulse":
         with pulse_env(PULSE_SINK="rtA", PULSE_SOURCE="rtB.monitor"):
             bench = Bench(device, ref)
+    elif child:
+        bench = BenchProcess(seconds)
     else:
         bench = Bench(device, ref)
     h_ports = jack_ports() - before if kind == "jack" else set()
+    rtaudio_client = "PortAudio"
     eng, out = build_engine(device, block, prefill, quality)
     if kind == "pulse":
         with pulse_env(PULSE_SINK="rtB", PULSE_SOURCE="rtA.monitor"):
@@ -251,22 +328,34 @@ def run_chain(kind: str, device: str, block: int, prefill: float | None, seconds
         eng.prepare()
     assert out.duplex_with is eng.source, "not one duplex stream"
     r_ports = jack_ports() - before - h_ports if kind == "jack" else set()
+    if r_ports:
+        rtaudio_client = next(iter(r_ports)).split(":", 1)[0]
+    jack_log = os.path.join(os.environ.get("RTAUDIO_AUDIO_DIR_NOW", ""), "jack.log")
+    log_start = os.path.getsize(jack_log) if kind == "jack" and os.path.exists(jack_log) else 0
     qmin = np.inf
     levels: list[int] = []
     try:
         eng.start()
         wait_for(lambda: eng.source.clock.k > 0, 10, "rtaudio's stream never started")
-        with bench.stream:
+        with (contextlib.nullcontext() if child else bench.stream):
             if kind == "jack":
                 jack_wire([(port_of(h_ports, "out"), port_of(r_ports, "in")),
                            (port_of(r_ports, "out"), port_of(h_ports, "in"))])
-            wait_for(lambda: bench.tid, 10, "the bench stream never started")
-            promote_audio_threads([bench.tid])
+            if not child:
+                wait_for(lambda: bench.tid, 10, "the bench stream never started")
+                promote_audio_threads([bench.tid])
             time.sleep(SETTLE_SECONDS)  # rtaudio's start-up; its counters begin after it
-            bench.playing = True
+            if kind == "jack" and os.path.exists(jack_log):
+                log_start = os.path.getsize(jack_log)
+            if child:
+                bench.play()
+            else:
+                bench.playing = True
             t_play = time.monotonic()
             deadline = t_play + seconds + 60
-            while not (bench.done or not eng.running):
+            played = (lambda: time.monotonic() - t_play > seconds + 2.5) if child else (
+                lambda: bench.done)
+            while not (played() or not eng.running):
                 if time.monotonic() > deadline:
                     raise TimeoutError("the bench stalled")
                 if time.monotonic() - t_play > 1.0:
@@ -275,9 +364,13 @@ def run_chain(kind: str, device: str, block: int, prefill: float | None, seconds
                     qmin = min(qmin, lv)
                 time.sleep(0.01)
             rt_info = eng.source.round_trip_time_info()
+            if child:
+                bench.finish(60)
     finally:
         eng.stop()
         eng.wait(20)
+    by_client = (jack_xruns_by_client(jack_log, log_start)
+                 if kind == "jack" and os.path.exists(jack_log) else {})
     c = eng.summary.counters
     print(f"counters {c}; bench flags {bench.flags}", flush=True)
     if save:  # the recording, before the (slow) alignment: re-align with --realign
@@ -301,6 +394,8 @@ def run_chain(kind: str, device: str, block: int, prefill: float | None, seconds
         "qmed": float(np.median(levels)) if levels else None,
         "audio_s": eng.summary.samples_in / RATE, "stopped_by": eng.summary.stopped_by,
         "counters": {k: v for k, v in c.items() if not isinstance(v, float)},
+        "late_clients": by_client, "rtaudio_client": rtaudio_client,
+        "rtaudio_late": by_client.get(rtaudio_client, 0),
     }
 
 
@@ -322,9 +417,16 @@ def main() -> int:
                     help="keyword chain in the audio path, or on a `tap` side chain (audio untouched)")
     ap.add_argument("--json", help="append one JSON line per row to this file")
     ap.add_argument("--save", help="save each recording as PREFIX-server-period-block-prefill.npy")
+    ap.add_argument("--bench-process", action="store_true",
+                    help="JACK: run the bench client in its own process (xruns attributed per "
+                         "client from jackd's log: column `late rt/bench`)")
+    ap.add_argument("--bench-child", nargs=2, metavar=("SECONDS", "REC"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    global LAYOUT
+    if args.bench_child:
+        return bench_child(float(args.bench_child[0]), args.bench_child[1])
+    global LAYOUT, BENCH_PROCESS
     LAYOUT = args.layout
+    BENCH_PROCESS = args.bench_process
     # a `timeout` (SIGTERM) unwinds through the finally clauses: the servers get stopped
     signal_module.signal(signal_module.SIGTERM, lambda *_: sys.exit(143))
     from rich.console import Console
@@ -333,13 +435,14 @@ def main() -> int:
     con = Console(width=220)
     t = Table("server", "period", "block", "prefill s", "total ms", "bench ms", "rt ms", "chain ms",
               "rt-chain", "rep in/out/q ms", "start-up", "flags", "ring u/o", "clk slips",
-              "slips", "min corr", "q min ms", "bench fl", "load1", box=None)
+              "slips", "min corr", "q min ms", "bench fl", "late rt/bench", "load1", box=None)
     kind = args.server
     device = "system" if kind == "jack" else "pulse"
     periods = [int(p) for p in args.periods.split(",")] if kind == "jack" else [0]
     for period in periods:
         audio_dir = tempfile.mkdtemp(prefix=f"roundtrip-{kind}-")
         env = start_server(kind, audio_dir, period or 256)
+        os.environ["RTAUDIO_AUDIO_DIR_NOW"] = audio_dir
         try:
             if kind == "pulse":
                 null_sink("rtA")
@@ -375,6 +478,10 @@ def main() -> int:
                     with open(args.json, "a") as f:
                         f.write(json.dumps(r) + "\n")
                 rep = "/".join(ms(r[k], 1000.0) for k in ("rep_in", "rep_out", "rep_q"))
+                lc = r["late_clients"]
+                others = sum(v for k, v in lc.items()
+                             if k != r["rtaudio_client"] and not k.startswith("("))
+                late = f"{r['rtaudio_late']}/{others}" if kind == "jack" else "-"
                 t.add_row(kind, str(period or "-"), str(block),
                           "default" if prefill is None else f"{prefill:g}",
                           ms(r["lag"]), ms(b["lag"]), ms(rt), ms(r["chain_s"], 1000.0),
@@ -382,7 +489,7 @@ def main() -> int:
                           str(r["flags"]), f"{r['ring_under']}/{r['ring_over']}",
                           f"{r['clk_in']}/{r['clk_out']}", f"{r['slips']}/{r['slipped']}",
                           f"{r['min_corr']:.4f}", ms(r["qmin"]), str(r["bench_flags"]),
-                          f"{load1:.2f}")
+                          late, f"{load1:.2f}")
         finally:
             stop_server(kind, audio_dir, env)
     con.print(t)
