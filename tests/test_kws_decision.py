@@ -72,3 +72,20 @@ def test_fast_single_keyword_events_equal_the_decider(seed, thr, patience):
     _, ev = Decider(cfg, 0.01).step(posts(track))
     s = smoothed(posts(track)[:, 2:4], 3)
     assert single_keyword_events(s[:, 0], thr, cfg, 5) == [e.frame for e in ev]
+
+
+def test_patience_per_keyword():
+    """Calibration may give each keyword its own patience: a keyword with patience 4 fires only
+    after 4 frames above its threshold, one with patience 1 on its first."""
+    p = np.zeros((60, 4))
+    p[:, 0] = 1.0
+    p[10:20, 2] = 0.9
+    p[10:20, 0] = 0.1
+    p[40:50, 3] = 0.9
+    p[40:50, 0] = 0.1
+    cfg = DecisionConfig([0.5, 0.5], smooth=1, patience=[1, 4], refractory=0.05)
+    _, ev = Decider(cfg, 0.01).step(p)
+    assert [(e.keyword, e.frame) for e in ev] == [(0, 10), (1, 43)]
+    assert DecisionConfig(**cfg.to_dict()) == cfg
+    s = smoothed(p[:, 2:4], 1)
+    assert single_keyword_events(s[:, 1], 0.5, cfg, 5, patience=4) == [43]

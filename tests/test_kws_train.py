@@ -13,7 +13,7 @@ import torch
 from rtaudio.errors import RtAudioError
 from rtaudio.kws import models
 from rtaudio.kws.stage import KeywordSpotter
-from rtaudio.kws.train import allocate_false_accepts, cmd_train, train
+from rtaudio.kws.train import PATIENCES, allocate_false_accepts, cmd_train, train
 from rtaudio.stage import AudioFormat
 
 
@@ -57,6 +57,8 @@ def test_smoke_train_two_keywords(tmp_path, arch):
     saved = json.loads((out / "model.json").read_text())
     assert saved["keywords"] == ["lights on", "lights off"] and saved["arch"] == arch
     assert len(saved["decision"]["thresholds"]) == 2 and "recall" in saved["calibration"]
+    assert len(saved["decision"]["patience"]) == 2  # calibrated per keyword
+    assert all(p in PATIENCES for p in saved["decision"]["patience"])
     assert not list(out.glob("*.tmp"))
     model, _ = models.load(out)
     stage = KeywordSpotter(model=str(out))

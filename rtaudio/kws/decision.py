@@ -14,7 +14,9 @@ import numpy as np
 class DecisionConfig:
     thresholds: list[float]  # per keyword, on the smoothed posterior
     smooth: int = 5  # frames in the moving average
-    patience: int = 2  # consecutive frames above threshold before firing
+    # consecutive frames above threshold before firing: one for all keywords, or one per keyword
+    # (calibration picks it per keyword: a longer wait rejects words that only begin like it)
+    patience: int | list[int] = 2
     refractory: float = 0.8  # s after an event during which nothing fires
     rearm: float = 0.5  # a keyword fires again only after its score fell below rearm*threshold
 
@@ -22,7 +24,7 @@ class DecisionConfig:
         return {
             "thresholds": [float(t) for t in self.thresholds],
             "smooth": self.smooth,
-            "patience": self.patience,
+            "patience": self.patience if isinstance(self.patience, int) else [int(x) for x in self.patience],
             "refractory": self.refractory,
             "rearm": self.rearm,
         }
@@ -47,6 +49,7 @@ class Decider:
         self.k = len(self.cfg.thresholds)
         self.thr = np.asarray(self.cfg.thresholds, np.float64)
         self.refr_frames = int(round(self.cfg.refractory / self.hop_s))
+        self.patience = np.broadcast_to(np.asarray(self.cfg.patience, np.int64), (self.k,)).copy()
         self.reset()
 
     def reset(self) -> None:
@@ -79,7 +82,7 @@ class Decider:
             self.above = np.where(hot, self.above + 1, 0)
             self.armed |= s < self.cfg.rearm * self.thr
             if self.t > self.block_until:
-                ready = hot & self.armed & (self.above >= self.cfg.patience)
+                ready = hot & self.armed & (self.above >= self.patience)
                 if ready.any():
                     j = int(np.argmax(np.where(ready, s - self.thr, -np.inf)))
                     onset = int(self.onset[j]) if self.onset[j] >= 0 else self.t
@@ -98,9 +101,14 @@ def smoothed(post_kw: np.ndarray, m: int) -> np.ndarray:
     return (c[1:] - c[lo]) / m
 
 
-def single_keyword_events(s: np.ndarray, thr: float, cfg: DecisionConfig, refr_frames: int) -> list[int]:
+def single_keyword_events(
+    s: np.ndarray, thr: float, cfg: DecisionConfig, refr_frames: int, patience: int | None = None
+) -> list[int]:
     """Firing frames of the Decider for one keyword alone (others disabled), from its smoothed score
-    `s` (1-D). Exact and fast: only runs of frames above threshold are visited (for calibration)."""
+    `s` (1-D), with `patience` (default: cfg.patience, which must then be one number). Exact and
+    fast: only runs of frames above threshold are visited (for calibration)."""
+    if patience is None:
+        patience = int(cfg.patience)  # type: ignore[arg-type]
     hot = s >= thr
     if not hot.any():
         return []
@@ -110,7 +118,7 @@ def single_keyword_events(s: np.ndarray, thr: float, cfg: DecisionConfig, refr_f
     fires: list[int] = []
     block_until = -1
     for a, b in zip(starts, ends, strict=True):
-        f = max(a + cfg.patience - 1, block_until + 1)
+        f = max(a + patience - 1, block_until + 1)
         if f >= b:
             continue
         if fires:  # re-armed only by a low frame after the last firing, at or before f

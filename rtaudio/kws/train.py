@@ -44,6 +44,7 @@ POOL_EPOCHS = 1  # epochs per freshly generated data pool
 STACK = 3  # frames per model step: the GRU steps (and the CNN is evaluated) every 30 ms
 LR = 4e-3
 MEAN_NORM_S = 2.0  # running feature-mean normalisation time constant (s)
+PATIENCES = (1, 2, 3, 4, 5)  # frames of 30 ms: the patience calibration chooses from, per keyword
 PIECE_S = 8.0  # a training stream is made of independently augmented pieces of this length
 
 
@@ -284,25 +285,44 @@ def calibrate(
     grid = np.round(np.arange(0.30, 0.991, 0.01), 3)
     refr = int(round(base.refractory * cfg.rate / (cfg.hop * stride)))
     scores = [smoothed(p[:, 2 : 2 + n_kw], base.smooth) for p in posts]
-    fa_g = np.zeros((n_kw, len(grid)), np.int64)  # false accepts / hits per keyword and threshold
-    hit_g = np.zeros((n_kw, len(grid)), np.int64)
     budget = target_fa_per_hour * hours
+    # per keyword: false accepts and hits at every (patience, threshold); the options that no other
+    # beats on both counts, most false accepts first, are what the budget is spent on
+    options: list[list[tuple[int, int, float, int]]] = []  # (fa, hits, threshold, patience)
     for k in range(n_kw):
-        for gi in range(len(grid) - 1, -1, -1):  # from the top: stop once over the whole budget
-            g = grid[gi]
-            for (_, spans), s in zip(streams, scores, strict=True):
-                frames = single_keyword_events(s[:, k], g, base, refr)
-                per, fa, _ = count_detections(
-                    [Event(f, k, 0.0, f) for f in frames], spans, n_kw, cfg.hop, cfg.win, stride
-                )
-                fa_g[k, gi] += fa
-                hit_g[k, gi] += per[k, 0]
-            if fa_g[k, gi] > budget:  # lower thresholds cannot be afforded
-                fa_g[k, :gi] = np.iinfo(np.int64).max // 4
-                break
-    thr = allocate_false_accepts(fa_g, hit_g, budget)
-    thr = grid[thr]
-    dec_cfg = DecisionConfig(**{**base.to_dict(), "thresholds": [float(x) for x in thr]})
+        opts = []
+        for pat in PATIENCES:
+            for g in grid[::-1]:  # from the top: stop once over the whole budget
+                fa_k = hits_k = 0
+                for (_, spans), s in zip(streams, scores, strict=True):
+                    frames = single_keyword_events(s[:, k], g, base, refr, pat)
+                    per, fa, _ = count_detections(
+                        [Event(f, k, 0.0, f) for f in frames], spans, n_kw, cfg.hop, cfg.win, stride
+                    )
+                    fa_k += fa
+                    hits_k += int(per[k, 0])
+                if fa_k > budget:  # lower thresholds cannot be afforded
+                    break
+                opts.append((fa_k, hits_k, float(g), pat))
+        # fewest false accepts first (ties: most hits, shortest patience, highest threshold)
+        opts.sort(key=lambda o: (o[0], -o[1], o[3], -o[2]))
+        front: list[tuple[int, int, float, int]] = []
+        for o in opts:
+            if not front or o[1] > front[-1][1]:  # worth its extra false accepts
+                front.append(o)
+        options.append(front[::-1] or [(0, 0, 0.99, max(PATIENCES))])
+    width = max(len(o) for o in options)
+    fa_g = np.array([[o[min(i, len(o) - 1)][0] for i in range(width)] for o in options], np.int64)
+    hit_g = np.array([[o[min(i, len(o) - 1)][1] for i in range(width)] for o in options], np.int64)
+    pick = allocate_false_accepts(fa_g, hit_g, budget)
+    chosen = [options[k][min(int(pick[k]), len(options[k]) - 1)] for k in range(n_kw)]
+    dec_cfg = DecisionConfig(
+        **{
+            **base.to_dict(),
+            "thresholds": [o[2] for o in chosen],
+            "patience": [int(o[3]) for o in chosen],
+        }
+    )
     per_kw, fa, delays = np.zeros((n_kw, 2), np.int64), 0, []
     for (_, spans), p in zip(streams, posts, strict=True):
         _, ev = Decider(dec_cfg, cfg.hop * stride / cfg.rate).step(p)
@@ -319,7 +339,7 @@ def calibrate(
         "delay_median": round(float(np.median(delays)), 3) if delays else None,
     }
     log(f"calibration on {hours * 60:.0f} min held-out training-voice streams")
-    log(f"  thresholds {dec_cfg.thresholds}")
+    log(f"  thresholds {dec_cfg.thresholds}  patience {dec_cfg.patience}")
     log(f"  recall {report['recall']}  FA/h {report['fa_per_hour']}  delay median {report['delay_median']} s")
     return {"decision": dec_cfg.to_dict(), "calibration": report}
 
@@ -407,14 +427,16 @@ def train(
         return cache[key]
 
     data_fn(0)
-    reserve = 60 if corpus_scale >= 0.5 else 10  # calibration and saving (measured ~20-40 s)
+    reserve = 90 if corpus_scale >= 0.5 else 10  # calibration and saving (measured 40-60 s)
     budget = max(5.0, minutes * 60 - (time.monotonic() - t0) - reserve)
     try:
         (train_gru if arch == "gru" else train_cnn)(model, data_fn, budget, log)
     finally:
         maker.shutdown(wait=False, cancel_futures=True)
     model.eval()
-    cal_minutes = (8.0, 40.0) if corpus_scale >= 0.5 else (0.15, 0.15)
+    # 3 h of keyword-free speech: at 10 false accepts per hour a 40-minute set allowed 7 in all,
+    # and the thresholds it chose gave 50 per hour on the benchmark's streams
+    cal_minutes = (20.0, 180.0) if corpus_scale >= 0.5 else (0.15, 0.15)
     config.update(calibrate(model, config, held, rng, target_fa_per_hour, *cal_minutes, log=log))
     models.save(model, config, out_dir)
     log(f"model written to {out_dir} ({time.monotonic() - t0:.0f} s total)")
@@ -423,7 +445,7 @@ def train(
 
 def recalibrate(
     model_dir: Path, out_dir: Path, seed: int = 0, target_fa_per_hour: float = 10.0,
-    minutes_pos: float = 8.0, minutes_neg: float = 40.0, log=print,
+    minutes_pos: float = 20.0, minutes_neg: float = 180.0, log=print,
 ) -> dict[str, Any]:  # fmt: skip
     """Calibrate the thresholds of a trained model again (e.g. on more held-out data) and save it."""
     model, config = models.load(model_dir)
