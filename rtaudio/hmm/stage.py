@@ -43,7 +43,7 @@ class HmmKeywordStage(Stage):
     summary = "HMM keyword spotter (keyword-filler loop, hmmlearn-trained), 16 kHz mono in; audio passes."
     params = (
         Param("model", str, "", help="model directory (default: the shipped ten-word model)"),
-        Param("sensitivity", float, 0.0, min=-5.0, max=5.0, live=False,
+        Param("sensitivity", float, 0.0, min=-10.0, max=10.0, live=False,
               help="lowers (+) or raises (-) every calibrated threshold, in score units"),
         Param("topic", str, "keyword", help="bus topic of the events (fusion pipelines rename it)"),
     )
