@@ -24,14 +24,15 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from benchmarks.servers import jack_xruns, read_from  # noqa: E402
+
 
 def count(log: str) -> dict[str, int]:
+    """jackd's log text -> xruns by kind (late / waiting / driver)."""
     out = {"late": 0, "waiting": 0, "driver": 0}
-    for line in log.splitlines():
-        if "JackEngine::XRun" in line:
-            out["late" if "state = Running" in line else "waiting"] += 1
-        elif "JackTimedDriver::Process XRun" in line:
-            out["driver"] += 1
+    for key, n in jack_xruns(log).items():
+        out["driver" if key == "(driver late)" else "waiting" if key.startswith("(") else "late"] += n
     return out
 
 
@@ -58,9 +59,7 @@ def floor(period: int, seconds: float, rate: int = 48000) -> dict[str, int]:
                        capture_output=True)
         start = log.stat().st_size
         time.sleep(seconds)
-        with open(log, errors="replace") as f:
-            f.seek(start)
-            return count(f.read())
+        return count(read_from(log, start))
     finally:
         for p in clients:
             p.terminate()

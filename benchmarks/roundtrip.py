@@ -61,7 +61,6 @@ import signal as signal_module
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,24 +69,19 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SCRIPTS = ROOT / "scripts" / "audio-server"
+from benchmarks import servers  # noqa: E402
+from tests.loopback_tools import Bench, wait_for  # noqa: E402
+
 RATE = 48000
 
 
 # -- servers --------------------------------------------------------------------------------------
 def start_server(kind: str, audio_dir: str, period: int) -> dict[str, str]:
-    env = {**os.environ, "RTAUDIO_AUDIO_DIR": audio_dir, "PYTHON": sys.executable,
-           "RTAUDIO_JACK_PERIOD": str(period), "RTAUDIO_JACK_RT": "1", "RTAUDIO_PULSE_RT": "1"}
-    subprocess.run([str(SCRIPTS / "start-audio-server.sh"), kind], env=env, check=True,
-                   capture_output=True, timeout=60)
-    out = {}
-    for word in Path(audio_dir, f"{kind}-env.sh").read_text().split():
-        k, eq, v = word.partition("=")
-        if eq:
-            out[k] = v.strip('"')
-    os.environ.update(out)
+    """A private realtime server; its client environment applied here and PortAudio re-read."""
     import sounddevice as sd
 
+    out = servers.start_server(kind, audio_dir, period, realtime=True)
+    os.environ.update(out)
     sd._terminate()
     sd._initialize()
     return out
@@ -97,8 +91,7 @@ def stop_server(kind: str, audio_dir: str, env: dict[str, str]) -> None:
     import sounddevice as sd
 
     sd._terminate()  # PortAudio's JACK host API aborts if it terminates after the server is gone
-    subprocess.run([str(SCRIPTS / "stop-audio-server.sh"), kind],
-                   env={**os.environ, "RTAUDIO_AUDIO_DIR": audio_dir}, timeout=60)
+    servers.stop_server(kind, audio_dir)
     for k in env:
         if k != "JACK_NO_START_SERVER":
             os.environ.pop(k, None)
@@ -135,44 +128,6 @@ def signal(seconds: float, seed: int = 7) -> np.ndarray:
     x = sosfilt(butter(8, 6000, fs=RATE, output="sos"), x)
     x *= 0.1 / np.std(x)
     return np.clip(x, -0.9, 0.9).astype(np.float32)
-
-
-class Bench:
-    """A second duplex stream: plays `ref` and records, from the same callback position."""
-
-    def __init__(self, device: str, ref: np.ndarray) -> None:
-        import sounddevice as sd
-
-        self.ref = ref
-        self.n = ref.shape[0]
-        self.rec = np.zeros(self.n + 2 * RATE, dtype=np.float32)
-        self.pos = 0
-        self.tid = 0
-        self.flags = 0
-        self.playing = False
-        self.stream = sd.Stream(device=device, samplerate=RATE, channels=1, dtype="float32",
-                                latency="high", callback=self._callback)
-
-    def _callback(self, indata, outdata, frames, tinfo, status) -> None:
-        if not self.tid:
-            self.tid = threading.get_native_id()
-        if status and self.playing:
-            self.flags += 1
-        if not self.playing:
-            outdata.fill(0.0)
-            return
-        p = self.pos
-        m = max(0, min(frames, self.n - p))
-        outdata[:m, 0] = self.ref[p:p + m]
-        outdata[m:, 0] = 0.0
-        k = min(frames, self.rec.shape[0] - p)
-        if k > 0:
-            self.rec[p:p + k] = indata[:k, 0]
-        self.pos = p + frames
-
-    @property
-    def done(self) -> bool:
-        return self.pos >= self.rec.shape[0]
 
 
 class BenchProcess:
@@ -216,33 +171,6 @@ def bench_child(seconds: float, rec_path: str) -> int:
     np.save(rec_path, bench.rec)
     print(json.dumps({"flags": bench.flags}), flush=True)
     return 0
-
-
-def jack_xruns_by_client(log: str, start: int) -> dict[str, int]:
-    """Late clients named by jackd's log after byte offset `start`."""
-    counts: dict[str, int] = {}
-    with open(log, errors="replace") as f:
-        f.seek(start)
-        for line in f:
-            if "JackEngine::XRun: client = " in line:
-                # "Running": the client overran its cycle; "Triggered": it was still waiting
-                # for an earlier client of the graph (the late one is the Running one)
-                name = line.split("client = ", 1)[1].split(" was not", 1)[0]
-                if "state = Running" in line:
-                    counts[name] = counts.get(name, 0) + 1
-                else:
-                    counts[f"({name} waiting)"] = counts.get(f"({name} waiting)", 0) + 1
-            elif "JackTimedDriver::Process XRun" in line:
-                counts["(driver late)"] = counts.get("(driver late)", 0) + 1
-    return counts
-
-
-def wait_for(cond, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.02)
 
 
 def lag_of(ref: np.ndarray, rec: np.ndarray, skip: float = 1.0):
@@ -304,7 +232,7 @@ def build_engine(device: str, block: int, prefill: float | None, quality: str):
 
 
 def run_chain(kind: str, device: str, block: int, prefill: float | None, seconds: float,
-              quality: str, save: str | None = None) -> dict:
+              quality: str, audio_dir: str, save: str | None = None) -> dict:
     from rtaudio.devices import SETTLE_SECONDS, promote_audio_threads
     from tests.loopback_tools import jack_ports, jack_wire, port_of
 
@@ -330,8 +258,8 @@ def run_chain(kind: str, device: str, block: int, prefill: float | None, seconds
     r_ports = jack_ports() - before - h_ports if kind == "jack" else set()
     if r_ports:
         rtaudio_client = next(iter(r_ports)).split(":", 1)[0]
-    jack_log = os.path.join(os.environ.get("RTAUDIO_AUDIO_DIR_NOW", ""), "jack.log")
-    log_start = os.path.getsize(jack_log) if kind == "jack" and os.path.exists(jack_log) else 0
+    jack_log = Path(audio_dir, "jack.log")  # read after the start-up: which client was late
+    log_start = 0
     qmin = np.inf
     levels: list[int] = []
     try:
@@ -345,8 +273,8 @@ def run_chain(kind: str, device: str, block: int, prefill: float | None, seconds
                 wait_for(lambda: bench.tid, 10, "the bench stream never started")
                 promote_audio_threads([bench.tid])
             time.sleep(SETTLE_SECONDS)  # rtaudio's start-up; its counters begin after it
-            if kind == "jack" and os.path.exists(jack_log):
-                log_start = os.path.getsize(jack_log)
+            if jack_log.exists():
+                log_start = jack_log.stat().st_size
             if child:
                 bench.play()
             else:
@@ -369,8 +297,7 @@ def run_chain(kind: str, device: str, block: int, prefill: float | None, seconds
     finally:
         eng.stop()
         eng.wait(20)
-    by_client = (jack_xruns_by_client(jack_log, log_start)
-                 if kind == "jack" and os.path.exists(jack_log) else {})
+    by_client = servers.jack_xruns(servers.read_from(jack_log, log_start)) if kind == "jack" else {}
     c = eng.summary.counters
     print(f"counters {c}; bench flags {bench.flags}", flush=True)
     if save:  # the recording, before the (slow) alignment: re-align with --realign
@@ -442,7 +369,6 @@ def main() -> int:
     for period in periods:
         audio_dir = tempfile.mkdtemp(prefix=f"roundtrip-{kind}-")
         env = start_server(kind, audio_dir, period or 256)
-        os.environ["RTAUDIO_AUDIO_DIR_NOW"] = audio_dir
         try:
             if kind == "pulse":
                 null_sink("rtA")
@@ -462,7 +388,8 @@ def main() -> int:
                 try:
                     save = (f"{args.save}-{kind}-{period}-{block}-{prefill}.npy" if args.save
                             else None)
-                    r = run_chain(kind, device, block, prefill, args.seconds, args.quality, save)
+                    r = run_chain(kind, device, block, prefill, args.seconds, args.quality, audio_dir,
+                                  save)
                 except Exception as e:  # keep sweeping; show what failed
                     print(f"{kind} {period} {block} {prefill}: error {type(e).__name__}: {e}",
                           flush=True)

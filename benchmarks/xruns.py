@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -33,28 +32,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-SCRIPTS = ROOT / "scripts" / "audio-server"
+from benchmarks.servers import start_server, stop_server  # noqa: E402
+
 CHAIN = "resample rate=16000 ! kws"
 FALLBACK_CHAIN = "resample rate=16000 ! highpass hz=80 ! level ! stft n_fft=1024 hop=160"
-
-
-def start_server(kind: str, audio_dir: str, period: int, realtime: bool) -> dict[str, str]:
-    env = {**os.environ, "RTAUDIO_AUDIO_DIR": audio_dir, "PYTHON": sys.executable,
-           "RTAUDIO_JACK_PERIOD": str(period), "RTAUDIO_JACK_RT": "1" if realtime else "0",
-           "RTAUDIO_PULSE_RT": "1" if realtime else "0"}
-    subprocess.run([str(SCRIPTS / "start-audio-server.sh"), kind], env=env, check=True,
-                   capture_output=True, timeout=60)
-    out = {}
-    for word in Path(audio_dir, f"{kind}-env.sh").read_text().split():
-        k, eq, v = word.partition("=")
-        if eq:
-            out[k] = v.strip('"')
-    return out
-
-
-def stop_server(kind: str, audio_dir: str) -> None:
-    subprocess.run([str(SCRIPTS / "stop-audio-server.sh"), kind],
-                   env={**os.environ, "RTAUDIO_AUDIO_DIR": audio_dir}, timeout=60)
 
 
 class Load:

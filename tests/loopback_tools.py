@@ -1,10 +1,11 @@
-"""Helpers for live-audio tests: test signals, content alignment (slip counting), JACK wiring,
-and a CPU load thread."""
+"""Helpers for live-audio tests and benchmarks: test signals, content alignment (slip counting),
+JACK wiring, a bench stream that plays and records, and a CPU load thread."""
 
 from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -139,3 +140,53 @@ class NumpyLoad:
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join()
+
+
+# -- bench ----------------------------------------------------------------------------------------
+class Bench:
+    """A second duplex stream (copy-only callback) that plays `ref` into rtaudio's input and records
+    rtaudio's output from the same callback position; `tail_seconds` of recording after `ref`.
+    `flags`: callbacks with a device status flag while playing."""
+
+    def __init__(self, device: str, ref: np.ndarray, rate: int = 48000, tail_seconds: float = 2.0) -> None:
+        import sounddevice as sd
+
+        self.ref = ref
+        self.n = ref.shape[0]
+        self.rec = np.zeros(self.n + int(tail_seconds * rate), dtype=np.float32)
+        self.pos = 0
+        self.tid = 0
+        self.flags = 0
+        self.playing = False
+        self.stream = sd.Stream(device=device, samplerate=rate, channels=1, dtype="float32",
+                                latency="high", callback=self._callback)
+
+    def _callback(self, indata, outdata, frames, tinfo, status) -> None:
+        if not self.tid:
+            self.tid = threading.get_native_id()
+        if not self.playing:
+            outdata.fill(0.0)
+            return
+        if status:
+            self.flags += 1
+        p = self.pos
+        m = max(0, min(frames, self.n - p))
+        outdata[:m, 0] = self.ref[p:p + m]
+        outdata[m:, 0] = 0.0
+        k = min(frames, self.rec.shape[0] - p)
+        if k > 0:
+            self.rec[p:p + k] = indata[:k, 0]
+        self.pos = p + frames
+
+    @property
+    def done(self) -> bool:
+        return self.pos >= self.rec.shape[0]
+
+
+def wait_for(cond, seconds: float, what: str) -> None:
+    """Poll `cond` every 20 ms; TimeoutError(`what`) after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError(what)
+        time.sleep(0.02)

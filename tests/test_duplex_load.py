@@ -12,7 +12,6 @@ rtaudio:out -> bench:in. Slips of the bench itself would count against rtaudio (
 from __future__ import annotations
 
 import os
-import threading
 import time
 from contextlib import contextmanager
 
@@ -23,7 +22,7 @@ from rtaudio.devices import SETTLE_SECONDS, DeviceInput, DeviceOutput, promote_a
 from rtaudio.engine import Engine
 from rtaudio.stages.basic import Gain
 
-from .loopback_tools import NumpyLoad, align, jack_ports, jack_wire, noise, port_of
+from .loopback_tools import Bench, NumpyLoad, align, jack_ports, jack_wire, noise, port_of, wait_for
 
 # `goal`: the issue's target, not yet met on a shared, loaded 2-core machine (see README, Live audio).
 pytestmark = [pytest.mark.audio, pytest.mark.slow, pytest.mark.goal]
@@ -58,65 +57,19 @@ def _check(kind: str, eng: Engine, ref: np.ndarray, rec: np.ndarray, load: Numpy
     assert min(a.corr) >= 0.999, a.describe()
 
 
-class Bench:
-    """The test bench: a second duplex stream in this process that plays the reference into
-    rtaudio's input and records rtaudio's output (copy-only callback, real-time threads)."""
-
-    def __init__(self, device: str, ref: np.ndarray) -> None:
-        import sounddevice as sd
-
-        self.ref = ref
-        self.n = ref.shape[0]
-        self.rec = np.zeros(self.n + 3 * RATE, dtype=np.float32)
-        self.pos = 0
-        self.tid = 0
-        self.flags = 0
-        self.playing = False
-        self.stream = sd.Stream(device=device, samplerate=RATE, channels=1, dtype="float32",
-                                latency="high", callback=self._callback)
-
-    def _callback(self, indata, outdata, frames, tinfo, status) -> None:
-        if not self.tid:
-            self.tid = threading.get_native_id()
-        if status:
-            self.flags += 1
-        if not self.playing:
-            outdata.fill(0.0)
-            return
-        p = self.pos
-        m = max(0, min(frames, self.n - p))
-        outdata[:m, 0] = self.ref[p:p + m]
-        outdata[m:, 0] = 0.0
-        k = min(frames, self.rec.shape[0] - p)
-        if k > 0:
-            self.rec[p:p + k] = indata[:k, 0]
-        self.pos = p + frames
-
-    @property
-    def done(self) -> bool:
-        return self.pos >= self.rec.shape[0]
-
-
-def _wait_for(cond, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not cond():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.02)
-
-
 def _run(eng: Engine, bench: Bench, wire=None) -> NumpyLoad:
     with NumpyLoad() as load:
         eng.start()
-        _wait_for(lambda: eng.source.clock.k > 0, 10, "rtaudio's stream never started")
+        wait_for(lambda: eng.source.clock.k > 0, 10, "rtaudio's stream never started")
         with bench.stream:
             if wire is not None:
                 wire()
-            _wait_for(lambda: bench.tid, 10, "the bench stream never started")
+            wait_for(lambda: bench.tid, 10, "the bench stream never started")
             promote_audio_threads([bench.tid])
             # rtaudio's start-up (its counters begin after it), then the reference
             time.sleep(SETTLE_SECONDS)
             bench.playing = True
-            _wait_for(lambda: bench.done or not eng.running, SECONDS + 60, "the bench stalled")
+            wait_for(lambda: bench.done or not eng.running, SECONDS + 60, "the bench stalled")
         eng.stop()
         eng.wait(10)
     return load
@@ -142,7 +95,7 @@ def test_duplex_gain_60s_under_load_pulse(pulse_server):
     pulse_server.load_null_sink("rtA")
     pulse_server.load_null_sink("rtB")
     with _pulse_env(PULSE_SINK="rtA", PULSE_SOURCE="rtB.monitor"):
-        bench = Bench(pulse_server.device, ref)
+        bench = Bench(pulse_server.device, ref, RATE, tail_seconds=3.0)
     eng, out = _engine(pulse_server.device)
     with _pulse_env(PULSE_SINK="rtB", PULSE_SOURCE="rtA.monitor"):
         eng.prepare()
@@ -155,7 +108,7 @@ def test_duplex_gain_60s_under_load_pulse(pulse_server):
 def test_duplex_gain_60s_under_load_jack(jack_server):
     ref = noise(SECONDS, RATE)
     before = jack_ports()
-    bench = Bench(jack_server.device, ref)
+    bench = Bench(jack_server.device, ref, RATE, tail_seconds=3.0)
     h_ports = jack_ports() - before
     eng, out = _engine(jack_server.device)
     eng.prepare()
