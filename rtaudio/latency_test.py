@@ -66,6 +66,7 @@ class LoopbackResult:
     clock_slips: dict[str, int] = field(default_factory=dict)  # rtaudio's clock-based detector
     clock_traces: dict[str, list] = field(default_factory=dict)
     settled_periods: int = 0  # trailing periods with the final lag (checked for exactness)
+    settled_from: int = 0  # first sample of those periods
 
     @property
     def measured_seconds(self) -> float | None:
@@ -175,16 +176,17 @@ def measure_loopback(device: str | None = "default", input_device: str | None = 
                          device_name(o_dev, "output"), stream_latency=tuple(reported),
                          flags={**flags.counts}, startup_flags=flags.startup,
                          callbacks=st["k"])
+    _analyse(res, play, rec[: min(st["pos"], n)], period, skip)
     k = min(st["k"], dac_adc.shape[0])
     if k:
-        settled = t_pos[:k] >= int(skip * rate)  # the same stretch as the lag measurement
+        # the same stretch as the measured lag: the trailing periods that share it
+        settled = t_pos[:k] >= max(int(skip * rate), res.settled_from)
         res.time_info = float(np.median(dac_adc[:k][settled] if settled.any() else dac_adc[:k]))
         for name, times in (("input", t_adc), ("output", t_dac)):
             det = SlipDetector(rate, settle=skip)
             det.feed(times[:k], t_pos[:k], k)
             res.clock_slips[name] = det.slipped
             res.clock_traces[name] = det.trace
-    _analyse(res, play, rec[: min(st["pos"], n)], period, skip)
     return res
 
 
@@ -213,6 +215,7 @@ def _analyse(res: LoopbackResult, play: np.ndarray, rec: np.ndarray, period: flo
     res.measured = lag
     res.settled_periods = run
     a = (first + len(lags) - run) * n_per
+    res.settled_from = a
     y = rec[a + lag:]
     x = play[a:a + y.shape[0]]
     if x.shape[0] > rate // 10 and np.any(x):

@@ -41,8 +41,9 @@ def test_duplex_round_trip_measured_vs_reported(audio_server):
         assert res.measured % 512 == 0
     else:
         # PulseAudio: the callback's own time info predicts the round trip (stream.latency
-        # does not); the margin covers the lag moving while the stream settles
-        assert abs(res.measured / res.rate - res.time_info) < 0.010
+        # does not). It over-reports by ~5 ms here (11 runs on an idle machine: -5.3 .. -0.1 ms,
+        # once 10.4 ms on a loaded one), compared over the same trailing periods
+        assert abs(res.measured / res.rate - res.time_info) < 0.012
 
 
 def _wait(cond, seconds: float, what: str) -> None:
