@@ -39,7 +39,10 @@ from .stage import AudioFormat
 # 256-frame JACK period adds a second one) and did as well as 128/256 on PulseAudio.
 DEFAULT_BLOCKSIZE = 0
 DEFAULT_LATENCY = "high"
-DEFAULT_PREFILL = 0.020  # s of output queued beyond one engine block (absorbs worker jitter)
+# s of output queued beyond one engine block. In a duplex stream it must also cover one device
+# callback (PulseAudio through ALSA: 512 frames = 10.7 ms), whose input arrives with the request for
+# its output: at 20 ms the worker had ~9 ms left on PulseAudio and a numpy thread made it miss.
+DEFAULT_PREFILL = 0.030
 STALL_SECONDS = 2.0  # no callback for this long (after the first) = the device failed
 FIRST_CALLBACK_SECONDS = 5.0  # PulseAudio's first callback may take 1.5 s
 # Streams settle during their first seconds (PulseAudio's round trip steps once or twice, by up to
@@ -269,22 +272,34 @@ class _OutputQueue:
     start is priming, not an underflow; after it a short ring pads with silence and counts. In a
     duplex stream the frames an underflow replaced with silence are dropped when they arrive
     (counted in `late_dropped`): the round trip stays what was reported instead of growing by
-    every underflow (a 10-minute run drifted from 12.7 to 32 ms that way)."""
+    every underflow (a 10-minute run drifted from 12.7 to 32 ms that way).
 
-    def __init__(self, channels: int, device_channels: int, prefill: int, capacity: int) -> None:
+    Underflows during the first `settle` frames played are start-up, counted apart like the
+    device's start-up flags: PulseAudio (through ALSA) fills its buffer with a burst of callbacks
+    faster than real time when a stream starts, so a duplex output is asked for frames whose input
+    arrived microseconds before (one 320-frame underflow at callback 7 in most runs here)."""
+
+    def __init__(self, channels: int, device_channels: int, prefill: int, capacity: int,
+                 settle: int = 0) -> None:
         self.ring = RingBuffer(max(capacity, 2 * prefill), channels, "block")
         self.prefill = prefill
+        self.settle = settle
+        self.position = 0  # frames asked for so far
         self.playing = False
         self.draining = False
         self.underflow = 0
+        self.startup_underflow = 0
         self.trimmed = 0  # duplex start-up: frames due before playback started, dropped unplayed
         self.debt = 0  # duplex: frames played as silence by an underflow, to skip when they arrive
+        self.startup_debt = 0  # the part of `debt` from start-up underflows
         self.late_dropped = 0
         self.mono_to_many = channels == 1 and device_channels > 1
         self.scratch = np.zeros((16384, 1), dtype=np.float32)
 
     def fill(self, outdata: np.ndarray, frames: int, now: int | None = None) -> None:
         ring = self.ring
+        startup = self.position < self.settle
+        self.position += frames
         if not self.playing:
             if now is None:
                 if ring.available() < self.prefill:
@@ -302,7 +317,9 @@ class _OutputQueue:
             k = min(self.debt, ring.available())
             ring.read += k  # consumer side: skip the frames whose time has passed
             self.debt -= k
-            self.late_dropped += k
+            early = min(k, self.startup_debt)  # already counted as start-up silence
+            self.startup_debt -= early
+            self.late_dropped += k - early
         if self.mono_to_many:
             dst = self.scratch[:frames]
             n = ring.read_into(dst)
@@ -312,9 +329,14 @@ class _OutputQueue:
         if n < frames:
             outdata[n:] = 0.0
             if not self.draining:
-                self.underflow += frames - n
+                if startup:
+                    self.startup_underflow += frames - n
+                else:
+                    self.underflow += frames - n
                 if now is not None:
                     self.debt += frames - n
+                    if startup:
+                        self.startup_debt += frames - n
 
     def level(self) -> int:
         return self.ring.available()
@@ -633,7 +655,8 @@ class DeviceOutput(Sink):
         block = max(fmt.max_block, 1)
         self.prefill_frames = block + int(round(self.prefill * fmt.rate))
         capacity = self.prefill_frames + 4 * block + 4 * max(self.blocksize, 256)
-        self.queue = _OutputQueue(fmt.channels, dev_ch, self.prefill_frames, capacity)
+        self.queue = _OutputQueue(fmt.channels, dev_ch, self.prefill_frames, capacity,
+                                  settle=int(SETTLE_SECONDS * fmt.rate))
         self.flags = _Flags(fmt.rate)
         self.frames = 0
         self.frames_played = 0
@@ -726,6 +749,7 @@ class DeviceOutput(Sink):
             c["output underflow flags"] = self.flags.counts["output_underflow"]
             c["output overflow flags"] = self.flags.counts["output_overflow"]
         c["output ring underflow"] = q.underflow
+        c["output start-up silence frames"] = q.startup_underflow
         if self.duplex_with is not None:
             c["output start-up trim"] = q.trimmed
             c["output late frames dropped"] = q.late_dropped

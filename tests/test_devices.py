@@ -236,3 +236,28 @@ def test_duplex_output_keeps_its_delay_after_an_underflow():
         q.fill(out, period, now=prefill + k * period)
         np.testing.assert_array_equal(out[:, 0], ramp[k * period:(k + 1) * period, 0])
     assert q.late_dropped == q.underflow > 0
+
+
+def test_output_underflow_during_start_up_is_counted_apart():
+    """An underflow in the first `settle` frames (PulseAudio's start-up burst of callbacks) is
+    start-up silence, counted apart like start-up flags; one after it is a loss. The frames a
+    start-up underflow replaced are dropped on arrival without counting them a second time."""
+    from rtaudio.devices import _OutputQueue
+
+    prefill, period, settle = 256, 128, 1024
+    q = _OutputQueue(channels=1, device_channels=1, prefill=prefill, capacity=8192, settle=settle)
+    out = np.zeros((period, 1), np.float32)
+    ramp = np.arange(8000, dtype=np.float32)[:, None]  # output frame m carries the value m
+    q.ring.write(ramp[:period])
+    for k in range(3):  # playing from frame 0; nothing more arrives: 2 start-up underflows
+        q.fill(out, period, now=prefill + k * period)
+    assert q.startup_underflow == 2 * period and q.underflow == 0
+    q.ring.write(ramp[period:10 * period])
+    for k in range(3, 8):  # caught up: the replaced frames are skipped, the delay holds
+        q.fill(out, period, now=prefill + k * period)
+        np.testing.assert_array_equal(out[:, 0], ramp[k * period:(k + 1) * period, 0])
+    assert q.late_dropped == 0 and q.startup_debt == 0
+    assert q.position >= settle
+    for k in range(8, 11):  # after the start-up: 10 * period frames queued, then a stall
+        q.fill(out, period, now=prefill + k * period)
+    assert q.underflow == period and q.startup_underflow == 2 * period

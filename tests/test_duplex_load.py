@@ -41,6 +41,12 @@ def _engine(device: str) -> tuple[Engine, DeviceOutput]:
     return eng, out
 
 
+def _steps(trace: list[tuple[float, float]], least: float = 40.0) -> list[tuple[float, int]]:
+    """Where the clock detector's window medians moved by more than `least` frames."""
+    return [(round(t, 1), round(b - a)) for (_, a), (t, b) in zip(trace[:-1], trace[1:],
+                                                                  strict=True) if abs(b - a) > least]
+
+
 def _check(kind: str, eng: Engine, ref: np.ndarray, rec: np.ndarray, load: NumpyLoad,
            skip: float) -> None:
     """`skip`: seconds of the recording after the signal's onset that fall in rtaudio's start-up."""
@@ -48,7 +54,8 @@ def _check(kind: str, eng: Engine, ref: np.ndarray, rec: np.ndarray, load: Numpy
     a = align(ref, rec, RATE, gain=10 ** (DB / 20), skip=skip)
     print(f"\n{kind}: {eng.summary.samples_in / RATE:.1f} s through the chain, numpy load "
           f"{load.iterations} matmuls; counters {c}; content: {a.describe()}; "
-          f"device latency {eng.source.reported_latency()}")
+          f"device latency {eng.source.reported_latency()}; clock steps (s, frames): input "
+          f"{_steps(eng.source.in_slips.trace)}, output {_steps(eng.source.out_slips.trace)}")
     assert eng.summary.stopped_by != "error"
     assert len(a.lags) >= int((SECONDS - skip - 2) / 0.5), "the recording is too short"
     assert load.iterations > 0
