@@ -258,4 +258,7 @@ def cmd_latency_test(args: Any) -> int:
               f"correlation {res.correlation:.6f} · "
               f"{'bit-exact' if res.exact else 'not bit-exact'} · flags {lost or 'none'} "
               f"(+{res.startup_flags} in the first 3 s)")
+    if lost or res.slips:
+        con.print("[bold yellow]the stream xrunned during the measurement[/] (flags or a lag that "
+                  "changed): the measured value is the last lag; run it again to confirm it")
     return 0

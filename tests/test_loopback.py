@@ -21,16 +21,23 @@ pytestmark = pytest.mark.audio
 
 
 def test_duplex_round_trip_measured_vs_reported(audio_server):
-    """`rtaudio latency-test`'s measurement: a chirp train through one duplex stream."""
-    res = measure_loopback(audio_server.device, seconds=5.0, skip=3.0,
-                           jack_loopback=audio_server.kind == "jack")
-    ms = 1000 / res.rate
-    print(f"\n{audio_server.kind}: measured round trip {res.measured * ms:.2f} ms "
-          f"({res.measured} samples); reported: callback time info DAC-ADC "
-          f"{1000 * res.time_info:.2f} ms, stream.latency {1000 * res.stream_latency[0]:.2f} + "
-          f"{1000 * res.stream_latency[1]:.2f} ms; lag per period {res.lags}; "
-          f"clock slips {res.clock_slips}; flags {res.flags}")
-    assert res.measured is not None, "nothing came back"
+    """`rtaudio latency-test`'s measurement: a chirp train through one duplex stream. A run in
+    which the server xrunned (flags, or the lag changed) measures nothing: up to 3 tries, the first
+    clean one is checked (PulseAudio through ALSA xruns now and then even on an idle machine: CI saw
+    3 input-underflow flags and the lag step from 515 to 2048 samples in the last period)."""
+    for _ in range(3):
+        res = measure_loopback(audio_server.device, seconds=5.0, skip=3.0,
+                               jack_loopback=audio_server.kind == "jack")
+        assert res.measured is not None, "nothing came back"
+        ms = 1000 / res.rate
+        print(f"\n{audio_server.kind}: measured round trip {res.measured * ms:.2f} ms "
+              f"({res.measured} samples); reported: callback time info DAC-ADC "
+              f"{1000 * res.time_info:.2f} ms, stream.latency {1000 * res.stream_latency[0]:.2f} + "
+              f"{1000 * res.stream_latency[1]:.2f} ms; lag per period {res.lags}; "
+              f"clock slips {res.clock_slips}; flags {res.flags}")
+        if not any(res.flags.values()) and res.slips == 0:
+            break
+    assert not any(res.flags.values()) and res.slips == 0, "the server xrunned in every try"
     assert res.settled_periods >= 2
     assert res.correlation >= 0.999
     assert res.exact  # float32 sinks / JACK: sample for sample
