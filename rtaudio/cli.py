@@ -37,6 +37,25 @@ def main(argv: list[str] | None = None) -> int:
         return 3
 
 
+def entry() -> None:
+    """The process entry point (`rtaudio`, `python -m rtaudio`): `main`, then exit with its code.
+
+    After a Qt window was open, the process ends without interpreter finalisation: PyQt6 and
+    pyqtgraph objects destroyed in Python's arbitrary order at exit crashed the process now and then
+    (exit code -11 in one CI run of `rtaudio demo`, after every file was written and closed), the
+    known crash that pyqtgraph's own `pg.exit()` works around the same way. Everything rtaudio
+    writes is closed by then; standard output and error are flushed here."""
+    code = main()
+    if "PyQt6.QtWidgets" in sys.modules:
+        from PyQt6.QtWidgets import QApplication
+
+        if QApplication.instance() is not None:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+    sys.exit(code)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rtaudio", description=__doc__)
     p.add_argument("--version", action="version", version=f"rtaudio {__version__}")
