@@ -46,13 +46,11 @@ def entry() -> None:
     known crash that pyqtgraph's own `pg.exit()` works around the same way. Everything rtaudio
     writes is closed by then; standard output and error are flushed here."""
     code = main()
-    if "PyQt6.QtWidgets" in sys.modules:
-        from PyQt6.QtWidgets import QApplication
-
-        if QApplication.instance() is not None:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(code)
+    qt = sys.modules.get("PyQt6.QtWidgets")  # imported only by the display
+    if qt is not None and qt.QApplication.instance() is not None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
 
 
