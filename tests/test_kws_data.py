@@ -95,7 +95,7 @@ def test_noise_colours_have_their_slopes():
 
 
 def test_homophones_of_keywords_are_never_negatives():
-    """"know" sounds exactly like "no" and "write"/"rite" like "right": as negatives they would teach
+    """ "know" sounds exactly like "no" and "write"/"rite" like "right": as negatives they would teach
     the model to doubt the keyword itself (espeak-ng's phonemes decide)."""
     kws = ["no", "right"]
     assert D.phonemes("know") == D.phonemes("no") and D.phonemes("write") == D.phonemes("right")
@@ -117,3 +117,8 @@ def test_frame_labels():
     assert ends[on[0]] >= 24000 - before and ends[on[-1]] <= 24000 + after
     assert len(on) >= (before + after) // cfg.hop
     assert (lab[(ends > 16000) & (ends < 24000 - before)] == D.IGNORE).all()
+    # a later label start (0.15 s after the end) ignores the frames up to it
+    late = D.frame_labels(spans, 400, cfg, before_end=-0.15)
+    on_late = np.flatnonzero(late == 3 + 2)
+    assert ends[on_late[0]] >= 24000 + 2400 and on_late[-1] == on[-1]
+    assert (late[(ends > 16000) & (ends < 24000 + 2400)] == D.IGNORE).all()

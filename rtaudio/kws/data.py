@@ -291,9 +291,12 @@ def augment(
     return np.clip(y + floor, -1, 1).astype(np.float32)
 
 
-def frame_labels(spans: list[Span], n_frames: int, cfg: FeatureConfig) -> np.ndarray:
+def frame_labels(
+    spans: list[Span], n_frames: int, cfg: FeatureConfig, before_end: float = LABEL_BEFORE_END
+) -> np.ndarray:
     """Per-frame class targets. Frame t has seen samples up to t*hop + win (its end). Speech frames
-    are unknown; a keyword's class runs from LABEL_BEFORE_END before its end to LABEL_AFTER_END after."""
+    are unknown; a keyword's class runs from `before_end` s before its end (< 0: after it) to
+    LABEL_AFTER_END after. A later start lets the model hear what follows ("stop" vs "stopping")."""
     ends = np.arange(n_frames) * cfg.hop + cfg.win
     lab = np.full(n_frames, SILENCE, np.int64)
     for s in spans:
@@ -301,7 +304,7 @@ def frame_labels(spans: list[Span], n_frames: int, cfg: FeatureConfig) -> np.nda
     for s in spans:
         if s.kind != "kw":
             continue
-        a = s.end - int(LABEL_BEFORE_END * cfg.rate)
+        a = s.end - int(before_end * cfg.rate)
         b = s.end + int(LABEL_AFTER_END * cfg.rate)
         lab[(ends > s.start) & (ends < a)] = IGNORE
         lab[(ends >= a) & (ends <= b)] = s.label + 2

@@ -75,6 +75,7 @@ def make_streams(
     p_kw: float = 0.35,
     vtlp: bool = True,
     mean_norm_s: float = 0.0,
+    before_end: float = LABEL_BEFORE_END,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(n_streams, frames, dim) features and (n_streams, frames) labels of augmented streams."""
     feats, labs = [], []
@@ -87,7 +88,7 @@ def make_streams(
             warp = float(rng.uniform(0.88, 1.12)) if vtlp and rng.random() < 0.7 else 1.0
             f = FeatureExtractor(cfg, warp).compute(y)
             fs.append(f)
-            ls.append(frame_labels(spans, len(f), cfg))
+            ls.append(frame_labels(spans, len(f), cfg, before_end))
         f = np.concatenate(fs)
         if mean_norm_s > 0:  # over the whole stream, as it runs live
             f = RunningMeanNorm(mean_norm_s, cfg.hop / cfg.rate).push(f)
@@ -100,18 +101,20 @@ def make_streams(
 _POOL_MAKER: dict[str, Any] = {}
 
 
-def _init_pool_maker(corpus: Corpus, feats: FeatureConfig) -> None:
+def _init_pool_maker(corpus: Corpus, feats: FeatureConfig, before_end: float) -> None:
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _POOL_MAKER.update(corpus=corpus, feats=feats)
+    _POOL_MAKER.update(corpus=corpus, feats=feats, before_end=before_end)
 
 
 def _make_pool(seed: int, key: int, n_streams: int, seconds: float) -> tuple[np.ndarray, np.ndarray]:
     """One pool of training streams, in the data worker process (deterministic from seed and key)."""
     rng = np.random.default_rng([seed, key])
     c, f = _POOL_MAKER["corpus"], _POOL_MAKER["feats"]
-    return make_streams(c, rng, f, n_streams, seconds, mean_norm_s=MEAN_NORM_S)
+    return make_streams(
+        c, rng, f, n_streams, seconds, mean_norm_s=MEAN_NORM_S, before_end=_POOL_MAKER["before_end"]
+    )
 
 
 def _lr(base: float, frac: float) -> float:
@@ -353,6 +356,7 @@ def train(
     arch: str = "gru",
     target_fa_per_hour: float = 10.0,
     corpus_scale: float = 1.0,
+    label_before_end: float = LABEL_BEFORE_END,
     log=print,
 ) -> dict[str, Any]:
     """Train, calibrate and save a model for `keywords`; returns its config."""
@@ -396,7 +400,7 @@ def train(
         "stride": STACK,
         "mean_norm_s": MEAN_NORM_S,
         "keyword_seconds": durations,
-        "label_before_end": LABEL_BEFORE_END,
+        "label_before_end": label_before_end,
         "decision": DecisionConfig([0.5] * len(keywords), smooth=3, patience=2).to_dict(),
         "training": {"seed": seed, "minutes": minutes, "voices": corpus.voices, "clips_per_keyword": n_per},
     }
@@ -407,7 +411,10 @@ def train(
     # epoch sees fresh streams (a model that reused a pool for 3 epochs memorised it: its loss jumped
     # on each new pool). A thread was no good: it held the GIL that the training loop needs.
     maker = ProcessPoolExecutor(
-        1, mp_context=mp.get_context("spawn"), initializer=_init_pool_maker, initargs=(corpus, feats)
+        1,
+        mp_context=mp.get_context("spawn"),
+        initializer=_init_pool_maker,
+        initargs=(corpus, feats, label_before_end),
     )
     pending: dict[int, Future] = {}
 
