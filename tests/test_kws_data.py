@@ -54,6 +54,9 @@ def test_corpus_is_deterministic_and_cached(tmp_path):
     y2, s2 = D.make_stream(a, rng2, 6.0)
     np.testing.assert_array_equal(D.augment(y1, s1, rng1, a.sent), D.augment(y2, s2, rng2, a.sent))
     assert len(y1) == 6 * 16000 and s1 == s2
+    # p_abut=1: every word follows the previous one directly (no silence between spans)
+    _, s3 = D.make_stream(a, np.random.default_rng(3), 6.0, p_abut=1.0)
+    assert s3[0].start == 0 and all(b.start == e.end for e, b in zip(s3[:-1], s3[1:], strict=True))
 
 
 def test_every_training_engine_speaks():

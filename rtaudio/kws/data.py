@@ -184,15 +184,16 @@ def speed_perturb(y: np.ndarray, factor: float) -> np.ndarray:
 
 
 def make_stream(
-    corpus: Corpus, rng: np.random.Generator, seconds: float, p_kw: float = 0.35
+    corpus: Corpus, rng: np.random.Generator, seconds: float, p_kw: float = 0.35, p_abut: float = 0.15
 ) -> tuple[np.ndarray, list[Span]]:
-    """Keywords, other words and sentence pieces separated by random silences (sometimes none)."""
+    """Keywords, other words and sentence pieces separated by random silences (none with
+    probability `p_abut`: the word follows the previous one directly)."""
     total = int(seconds * RATE)
     parts: list[np.ndarray] = []
     spans: list[Span] = []
     pos = 0
     while pos < total:
-        gap = 0 if rng.random() < 0.15 else int(rng.uniform(0.05, 1.2) * RATE)
+        gap = 0 if rng.random() < p_abut else int(rng.uniform(0.05, 1.2) * RATE)
         parts.append(np.zeros(gap, np.float32))
         pos += gap
         u = rng.random()

@@ -76,6 +76,7 @@ def make_streams(
     vtlp: bool = True,
     mean_norm_s: float = 0.0,
     before_end: float = LABEL_BEFORE_END,
+    p_abut: float = 0.15,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(n_streams, frames, dim) features and (n_streams, frames) labels of augmented streams."""
     feats, labs = [], []
@@ -83,7 +84,7 @@ def make_streams(
     for _ in range(n_streams):
         fs, ls = [], []
         for _ in range(n_pieces):
-            y, spans = make_stream(corpus, rng, PIECE_S, p_kw)
+            y, spans = make_stream(corpus, rng, PIECE_S, p_kw, p_abut)
             y = augment(y, spans, rng, corpus.sent)
             warp = float(rng.uniform(0.88, 1.12)) if vtlp and rng.random() < 0.7 else 1.0
             f = FeatureExtractor(cfg, warp).compute(y)
@@ -101,11 +102,11 @@ def make_streams(
 _POOL_MAKER: dict[str, Any] = {}
 
 
-def _init_pool_maker(corpus: Corpus, feats: FeatureConfig, before_end: float) -> None:
+def _init_pool_maker(corpus: Corpus, feats: FeatureConfig, before_end: float, p_abut: float) -> None:
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _POOL_MAKER.update(corpus=corpus, feats=feats, before_end=before_end)
+    _POOL_MAKER.update(corpus=corpus, feats=feats, before_end=before_end, p_abut=p_abut)
 
 
 def _make_pool(seed: int, key: int, n_streams: int, seconds: float) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +114,14 @@ def _make_pool(seed: int, key: int, n_streams: int, seconds: float) -> tuple[np.
     rng = np.random.default_rng([seed, key])
     c, f = _POOL_MAKER["corpus"], _POOL_MAKER["feats"]
     return make_streams(
-        c, rng, f, n_streams, seconds, mean_norm_s=MEAN_NORM_S, before_end=_POOL_MAKER["before_end"]
+        c,
+        rng,
+        f,
+        n_streams,
+        seconds,
+        mean_norm_s=MEAN_NORM_S,
+        before_end=_POOL_MAKER["before_end"],
+        p_abut=_POOL_MAKER["p_abut"],
     )
 
 
@@ -357,6 +365,7 @@ def train(
     target_fa_per_hour: float = 10.0,
     corpus_scale: float = 1.0,
     label_before_end: float = LABEL_BEFORE_END,
+    p_abut: float = 0.15,
     log=print,
 ) -> dict[str, Any]:
     """Train, calibrate and save a model for `keywords`; returns its config."""
@@ -402,7 +411,13 @@ def train(
         "keyword_seconds": durations,
         "label_before_end": label_before_end,
         "decision": DecisionConfig([0.5] * len(keywords), smooth=3, patience=2).to_dict(),
-        "training": {"seed": seed, "minutes": minutes, "voices": corpus.voices, "clips_per_keyword": n_per},
+        "training": {
+            "seed": seed,
+            "minutes": minutes,
+            "voices": corpus.voices,
+            "clips_per_keyword": n_per,
+            "p_abut": p_abut,
+        },
     }
     model = models.build(config)
     n_streams, seconds = (32, 128.0) if corpus_scale >= 0.5 else (4, 16.0)
@@ -414,7 +429,7 @@ def train(
         1,
         mp_context=mp.get_context("spawn"),
         initializer=_init_pool_maker,
-        initargs=(corpus, feats, label_before_end),
+        initargs=(corpus, feats, label_before_end, p_abut),
     )
     pending: dict[int, Future] = {}
 
