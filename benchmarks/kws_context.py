@@ -23,11 +23,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rtaudio.kws import models  # noqa: E402
-from rtaudio.kws.data import Span, augment, build_corpus, make_stream  # noqa: E402
-from rtaudio.kws.decision import Decider, DecisionConfig  # noqa: E402
+from rtaudio.kws.data import build_corpus  # noqa: E402
+from rtaudio.kws.decision import Decider, DecisionConfig, step_end_sample  # noqa: E402
 from rtaudio.kws.features import FeatureConfig  # noqa: E402
 from rtaudio.kws.infer import posteriors_offline  # noqa: E402
-from rtaudio.kws.train import PIECE_S  # noqa: E402
+from rtaudio.kws.train import PIECE_S, held_out_stream  # noqa: E402
 
 CLOSE_S = 0.05  # a neighbour this near counts as abutting
 HELD_OUT_CORPUS_SEED = 10_000  # train.py's held-out (calibration) corpus for seed 0
@@ -43,19 +43,10 @@ def keyword_rows(model, config, thr: float, n_streams: int, augmented: bool, see
     close, after = int(CLOSE_S * cfg.rate), int(0.5 * cfg.rate)
     rows = []
     for _ in range(n_streams):
-        ys, spans, off = [], [], 0
-        for _ in range(8):
-            y, sp = make_stream(held, rng, PIECE_S, 0.35)
-            if augmented:
-                y = augment(y, sp, rng, held.sent)
-            else:
-                y = y * np.float32(10 ** (rng.uniform(-30, -1) / 20) / max(1e-6, np.abs(y).max()))
-            ys.append(y)
-            spans += [Span(s.kind, s.label, s.start + off, s.end + off) for s in sp]
-            off += len(y)
-        y = np.concatenate(ys)
+        y, spans = held_out_stream(held, rng, 8, 0.35, augmented)
         _, events = Decider(dc, cfg.hop * stride / cfg.rate).step(posteriors_offline(model, config, y))
-        fired = [((e.frame * stride + stride - 1) * cfg.hop + cfg.win, e.keyword) for e in events]
+        # a keyword counts as found when any event of its label falls in it or up to 0.5 s after it
+        fired = [(step_end_sample(e.frame, stride, cfg.hop, cfg.win), e.keyword) for e in events]
         for i, s in enumerate(spans):
             if s.kind != "kw":
                 continue

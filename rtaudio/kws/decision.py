@@ -128,3 +128,9 @@ def single_keyword_events(
         fires.append(int(f))
         block_until = f + refr_frames
     return fires
+
+
+def step_end_sample(step: int, stride: int, hop: int, win: int) -> int:
+    """The sample at which the audio of model step `step` ends (step j is feature frame
+    j*stride + stride-1, and feature frame t ends at t*hop + win)."""
+    return (step * stride + stride - 1) * hop + win

@@ -13,7 +13,7 @@ from ..errors import AudioFormatError
 from ..params import Param
 from ..registry import register
 from ..stage import AudioFormat, Stage
-from .decision import Decider, DecisionConfig
+from .decision import Decider, DecisionConfig, step_end_sample
 
 
 @register
@@ -93,8 +93,8 @@ class KeywordSpotter(Stage):
         _, events = self.decider.step(post)
         for e in events:
             # decider frame j is feature frame j*stride + stride-1; a frame's audio ends at t*hop+win
-            fired = (e.frame * stride + stride - 1) * self.hop + self.win
-            onset_end = (e.onset_frame * stride + stride - 1) * self.hop + self.win
+            fired = step_end_sample(e.frame, stride, self.hop, self.win)
+            onset_end = step_end_sample(e.onset_frame, stride, self.hop, self.win)
             label = self.keywords[e.keyword]
             end = min(fired, onset_end + self.before_end)  # estimated end of the word
             self.emit(

@@ -27,6 +27,7 @@ from .data import (
     IGNORE,
     LABEL_BEFORE_END,
     Corpus,
+    Span,
     augment,
     build_corpus,
     class_names,
@@ -34,7 +35,7 @@ from .data import (
     make_stream,
     parse_keywords,
 )
-from .decision import Decider, DecisionConfig, Event, single_keyword_events, smoothed
+from .decision import Decider, DecisionConfig, Event, single_keyword_events, smoothed, step_end_sample
 from .features import FeatureConfig, FeatureExtractor, RunningMeanNorm
 from .infer import posteriors_offline
 from .words import DEFAULT_KEYWORDS
@@ -102,27 +103,19 @@ def make_streams(
 _POOL_MAKER: dict[str, Any] = {}
 
 
-def _init_pool_maker(corpus: Corpus, feats: FeatureConfig, before_end: float, p_abut: float) -> None:
+def _init_pool_maker(corpus: Corpus, feats: FeatureConfig, stream_opts: dict[str, Any]) -> None:
+    """`stream_opts`: keyword arguments of `make_streams` (label start, share of abutting words)."""
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _POOL_MAKER.update(corpus=corpus, feats=feats, before_end=before_end, p_abut=p_abut)
+    _POOL_MAKER.update(corpus=corpus, feats=feats, stream_opts=stream_opts)
 
 
 def _make_pool(seed: int, key: int, n_streams: int, seconds: float) -> tuple[np.ndarray, np.ndarray]:
     """One pool of training streams, in the data worker process (deterministic from seed and key)."""
     rng = np.random.default_rng([seed, key])
     c, f = _POOL_MAKER["corpus"], _POOL_MAKER["feats"]
-    return make_streams(
-        c,
-        rng,
-        f,
-        n_streams,
-        seconds,
-        mean_norm_s=MEAN_NORM_S,
-        before_end=_POOL_MAKER["before_end"],
-        p_abut=_POOL_MAKER["p_abut"],
-    )
+    return make_streams(c, rng, f, n_streams, seconds, mean_norm_s=MEAN_NORM_S, **_POOL_MAKER["stream_opts"])
 
 
 def _lr(base: float, frac: float) -> float:
@@ -212,17 +205,34 @@ def train_cnn(model: models.DSCNN, data_fn, budget_s: float, log=print, batch: i
 
 
 # -- calibration ------------------------------------------------------------------------------
+def held_out_stream(
+    corpus: Corpus, rng: np.random.Generator, pieces: int, p_kw: float, augmented: bool | None = None
+) -> tuple[np.ndarray, list[Span]]:
+    """`pieces` training-like pieces of PIECE_S joined: augmented as in training, or clean at a
+    random level (-30..-1 dBFS peak); `augmented=None`: each piece either way with probability 1/2."""
+    ys, sps, off = [], [], 0
+    for _ in range(pieces):
+        y, spans = make_stream(corpus, rng, PIECE_S, p_kw)
+        if (rng.random() < 0.5) if augmented is None else augmented:
+            y = augment(y, spans, rng, corpus.sent)
+        else:
+            y = y * np.float32(10 ** (rng.uniform(-30, -1) / 20) / max(1e-6, np.abs(y).max()))
+        ys.append(y)
+        sps += [Span(s.kind, s.label, s.start + off, s.end + off) for s in spans]
+        off += len(y)
+    return np.concatenate(ys), sps
+
+
 def count_detections(
     events, spans, n_kw: int, hop: int, win: int, stride: int = 1, after_s: float = 0.5, rate: int = 16000
 ):
     """Hits per keyword (a detection inside the keyword or up to `after_s` after it, right label),
-    false accepts (everything else), and delays from the keyword's end (s). Event frame j is
-    feature frame j*stride + stride-1."""
+    false accepts (everything else), and delays from the keyword's end (s)."""
     kws = [s for s in spans if s.kind == "kw"]
     hit = [False] * len(kws)
     fa, delays = 0, []
     for e in events:
-        samp = (e.frame * stride + stride - 1) * hop + win
+        samp = step_end_sample(e.frame, stride, hop, win)
         ok = False
         for i, s in enumerate(kws):
             if s.label == e.keyword and s.start <= samp <= s.end + after_s * rate and not hit[i]:
@@ -279,16 +289,7 @@ def calibrate(
     for minutes, p_kw in ((minutes_pos, 0.35), (minutes_neg, 0.0)):
         pieces = max(1, int(round(minutes * 60 / PIECE_S)))
         for first in range(0, pieces, 8):
-            ys, sps, off = [], [], 0
-            for _ in range(min(8, pieces - first)):
-                y, spans = make_stream(corpus, rng, PIECE_S, p_kw)
-                if rng.random() < 0.5:  # half as in training (noise, reverb, filters), half clean
-                    ys.append(augment(y, spans, rng, corpus.sent))
-                else:
-                    ys.append(y * np.float32(10 ** (rng.uniform(-30, -1) / 20) / max(1e-6, np.abs(y).max())))
-                sps += [type(s)(s.kind, s.label, s.start + off, s.end + off) for s in spans]
-                off += len(y)
-            streams.append((np.concatenate(ys), sps))
+            streams.append(held_out_stream(corpus, rng, min(8, pieces - first), p_kw))
     posts = [posteriors_offline(model, config, y) for y, _ in streams]
     hours = sum(len(y) for y, _ in streams) / cfg.rate / 3600
     base = DecisionConfig(**{**config["decision"], "thresholds": [0.5] * n_kw})
@@ -429,7 +430,7 @@ def train(
         1,
         mp_context=mp.get_context("spawn"),
         initializer=_init_pool_maker,
-        initargs=(corpus, feats, label_before_end, p_abut),
+        initargs=(corpus, feats, {"before_end": label_before_end, "p_abut": p_abut}),
     )
     pending: dict[int, Future] = {}
 
