@@ -28,7 +28,10 @@ def _wait(cond, timeout: float, what: str) -> None:
 
 def test_keyword_played_to_output_is_detected_on_input(pulse_server, tmp_path, monkeypatch):
     monkeypatch.setenv("RTAUDIO_CACHE", str(tmp_path / "cache"))
-    word = synthesize([(Voice("espeak", "en-gb"), "off")])[0]
+    # a clip the shipped model detects offline at every phase and level tried (48 of 48 at 20-sample
+    # shifts, gains 0.5 and 0.25): this test is about the audio path. espeak en-gb "off" sits at the
+    # 45-minute model's threshold (43 of 48) and went undetected in one CI run.
+    word = synthesize([(Voice("espeak", "en-us"), "off")])[0]
     word48 = soxr.resample(word, 16000, 48000).astype(np.float32) * 0.5
     clip = np.concatenate([np.zeros(24000, np.float32), word48, np.zeros(72000, np.float32)])
     raw = tmp_path / "off.f32"
