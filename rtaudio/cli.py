@@ -105,6 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--model", choices=("cnn", "gru"), default=None)
     tr.set_defaults(func=cmd_train)
 
+    tv = sub.add_parser("train-verifier", help="train a second-stage verifier for a keyword model (cascade)")
+    tv.add_argument("--model", default=None, help="the first-stage keyword model dir (default: shipped)")
+    tv.add_argument("--out", default="kws_verifier", help="verifier directory to write")
+    tv.add_argument("--seed", type=int, default=0)
+    tv.add_argument("--minutes", type=float, default=20.0, help="time budget, calibration included")
+    tv.set_defaults(func=cmd_train_verifier)
+
     th = sub.add_parser("train-hmm", help="train the HMM keyword spotter (hmmlearn) for typed words")
     th.add_argument("--keywords", default="yes,no,up,down,left,right,on,off,stop,go")
     th.add_argument("--out", default=None, help="model directory to write")
@@ -350,6 +357,12 @@ def cmd_latency_test(args) -> int:
 
 def cmd_train(args) -> int:
     from .kws.train import cmd_train as run
+
+    return run(args)
+
+
+def cmd_train_verifier(args) -> int:
+    from .kws.verifier import cmd_train_verifier as run
 
     return run(args)
 

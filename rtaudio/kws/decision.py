@@ -5,6 +5,7 @@ grouping, get the same events.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,15 +20,20 @@ class DecisionConfig:
     patience: int | list[int] = 2
     refractory: float = 0.8  # s after an event during which nothing fires
     rearm: float = 0.5  # a keyword fires again only after its score fell below rearm*threshold
+    # per keyword: the second-stage verifier's probability a candidate needs (None: no verifier)
+    verify: list[float] | None = None
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "thresholds": [float(t) for t in self.thresholds],
             "smooth": self.smooth,
             "patience": self.patience if isinstance(self.patience, int) else [int(x) for x in self.patience],
             "refractory": self.refractory,
             "rearm": self.rearm,
         }
+        if self.verify is not None:
+            d["verify"] = [float(v) for v in self.verify]
+        return d
 
 
 @dataclass
@@ -36,6 +42,7 @@ class Event:
     keyword: int  # keyword index (class - 2)
     score: float  # smoothed posterior at the firing frame
     onset_frame: int  # first frame of the run of raw posterior >= 0.5 (the word's end is near it)
+    verified: float | None = None  # the verifier's probability of the keyword (cascade only)
 
 
 @dataclass
@@ -43,6 +50,8 @@ class Decider:
     cfg: DecisionConfig
     hop_s: float  # seconds per frame
     first_kw_class: int = 2
+    # cascade: step index -> the verifier's class probabilities for the window ending at that step
+    verifier: Callable[[int], np.ndarray] | None = None
     state: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -50,6 +59,9 @@ class Decider:
         self.thr = np.asarray(self.cfg.thresholds, np.float64)
         self.refr_frames = int(round(self.cfg.refractory / self.hop_s))
         self.patience = np.broadcast_to(np.asarray(self.cfg.patience, np.int64), (self.k,)).copy()
+        if (self.verifier is None) != (self.cfg.verify is None):
+            raise ValueError("a verifier needs verify thresholds, and verify thresholds a verifier")
+        self.vthr = None if self.cfg.verify is None else np.asarray(self.cfg.verify, np.float64)
         self.reset()
 
     def reset(self) -> None:
@@ -84,13 +96,28 @@ class Decider:
             if self.t > self.block_until:
                 ready = hot & self.armed & (self.above >= self.patience)
                 if ready.any():
-                    j = int(np.argmax(np.where(ready, s - self.thr, -np.inf)))
-                    onset = int(self.onset[j]) if self.onset[j] >= 0 else self.t
-                    events.append(Event(self.t, j, float(s[j]), onset))
-                    self.armed[:] = False
-                    self.block_until = self.t + self.refr_frames
+                    j, verified = self._choose(ready, s)
+                    if j >= 0:
+                        onset = int(self.onset[j]) if self.onset[j] >= 0 else self.t
+                        events.append(Event(self.t, j, float(s[j]), onset, verified))
+                        self.armed[:] = False
+                        self.block_until = self.t + self.refr_frames
             self.t += 1
         return smooth, events
+
+    def _choose(self, ready: np.ndarray, s: np.ndarray) -> tuple[int, float | None]:
+        """The keyword to fire (-1: none): the ready one furthest over its threshold; with a
+        verifier, the furthest over that the verifier accepts (a rejected candidate stays ready
+        and is verified again at the next step, with more of what followed it)."""
+        margin = np.where(ready, s - self.thr, -np.inf)
+        if self.verifier is None:
+            return int(np.argmax(margin)), None
+        probs = self.verifier(self.t)
+        for j in np.argsort(-margin)[: int(ready.sum())]:
+            v = float(probs[self.first_kw_class + j])
+            if v >= self.vthr[j]:
+                return int(j), v
+        return -1, None
 
 
 def smoothed(post_kw: np.ndarray, m: int) -> np.ndarray:
@@ -102,11 +129,17 @@ def smoothed(post_kw: np.ndarray, m: int) -> np.ndarray:
 
 
 def single_keyword_events(
-    s: np.ndarray, thr: float, cfg: DecisionConfig, refr_frames: int, patience: int | None = None
+    s: np.ndarray,
+    thr: float,
+    cfg: DecisionConfig,
+    refr_frames: int,
+    patience: int | None = None,
+    accept: np.ndarray | None = None,
 ) -> list[int]:
     """Firing frames of the Decider for one keyword alone (others disabled), from its smoothed score
-    `s` (1-D), with `patience` (default: cfg.patience, which must then be one number). Exact and
-    fast: only runs of frames above threshold are visited (for calibration)."""
+    `s` (1-D), with `patience` (default: cfg.patience, which must then be one number) and, for a
+    cascade, `accept` (per frame: does the verifier accept this keyword there). Exact and fast:
+    only runs of frames above threshold are visited (for calibration)."""
     if patience is None:
         patience = int(cfg.patience)  # type: ignore[arg-type]
     hot = s >= thr
@@ -121,6 +154,11 @@ def single_keyword_events(
         f = max(a + patience - 1, block_until + 1)
         if f >= b:
             continue
+        if accept is not None:  # the first frame from f on in this run that the verifier accepts
+            ok = np.flatnonzero(accept[f:b])
+            if ok.size == 0:
+                continue
+            f += int(ok[0])
         if fires:  # re-armed only by a low frame after the last firing, at or before f
             i = np.searchsorted(low, fires[-1] + 1)
             if i >= len(low) or low[i] > f:

@@ -45,6 +45,7 @@ class Streamer:
         feats = self.features.push(x)
         if self.norm is not None:
             feats = self.norm.push(feats)
+        self.last_feats = feats  # the model's input frames of this push (a verifier reads them)
         n = feats.shape[0]
         first = self.frame
         self.frame += n
