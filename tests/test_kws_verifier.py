@@ -60,19 +60,27 @@ def _verifier_track(rng, n):
     thr=st.floats(0.2, 0.9),
     vthr=st.floats(0.05, 0.9),
     patience=st.integers(1, 4),
+    delay=st.integers(0, 5),
 )
-def test_fast_single_keyword_events_with_a_verifier_equal_the_decider(seed, thr, vthr, patience):
+def test_fast_single_keyword_events_with_a_verifier_equal_the_decider(seed, thr, vthr, patience, delay):
+    """Calibration's form: the first stage's steps, each accepted by the verifier `delay` steps
+    later, firing then."""
     rng = np.random.default_rng(seed)
     track = np.clip(np.repeat(rng.uniform(0, 1, 60), rng.integers(1, 12, 60)), 0, 1)
     p = np.zeros((len(track), 4))
     p[:, 2], p[:, 0] = track, 1 - track
-    v = _verifier_track(rng, len(track))
-    cfg = DecisionConfig([thr, 2.0], smooth=3, patience=patience, refractory=0.05, verify=[vthr, 0.5])
+    v = _verifier_track(rng, len(track))  # per step the verifier is asked at
+    cfg = DecisionConfig(
+        [thr, 2.0], smooth=3, patience=patience, refractory=0.05, verify=[vthr, 0.5], verify_delay=delay
+    )
     _, ev = Decider(cfg, 0.01, verifier=lambda t: v[t]).step(p)
     assert all(e.verified >= vthr for e in ev)
     s = smoothed(p[:, 2:4], 3)
-    fast = single_keyword_events(s[:, 0], thr, cfg, 5, patience, accept=v[:, 2] >= vthr)
-    assert fast == [e.frame for e in ev]
+    accept = np.zeros(len(track), bool)
+    accept[: len(track) - delay] = v[delay:, 2] >= vthr
+    fast = single_keyword_events(s[:, 0], thr, cfg, 5, patience, accept=accept)
+    assert [f + delay for f in fast] == [e.frame for e in ev]
+    assert all(e.onset_frame <= e.frame - delay for e in ev)
     # a verifier that accepts everything changes nothing
     plain = DecisionConfig([thr, 2.0], smooth=3, patience=patience, refractory=0.05)
     _, ev0 = Decider(plain, 0.01).step(p)
@@ -88,7 +96,7 @@ def test_decider_with_a_verifier_is_streaming_exact(seed, sizes):
     rng = np.random.default_rng(seed)
     p = rng.dirichlet(np.ones(4) * 0.3, size=300)
     v = _verifier_track(rng, 300)
-    cfg = DecisionConfig([0.3, 0.4], smooth=3, patience=1, refractory=0.1, verify=[0.3, 0.5])
+    cfg = DecisionConfig([0.3, 0.4], smooth=3, patience=1, refractory=0.1, verify=[0.3, 0.5], verify_delay=2)
     _, whole = Decider(cfg, 0.01, verifier=lambda t: v[t]).step(p)
     assert whole, "the example should fire"
     dec, evs, i = Decider(cfg, 0.01, verifier=lambda t: v[t]), [], 0
@@ -145,7 +153,7 @@ def _tiny_verifier(tmp_path, first_stage_pt, verify=0.05):
         "classes": gcfg["classes"],
         "stride": gcfg["stride"],
         "first_stage_sha256": file_sha256(first_stage_pt),
-        "cascade": {"thresholds": [0.05] * n_kw, "patience": 1, "verify": [verify] * n_kw},
+        "cascade": {"thresholds": [0.05] * n_kw, "patience": 1, "verify": [verify] * n_kw, "verify_delay": 3},
     }
     torch.manual_seed(0)
     net = models.build(cfg)
@@ -182,15 +190,15 @@ def test_stage_with_a_verifier_streams_exactly(tmp_path_factory, sizes):
 
 def test_verifier_rejects_what_it_does_not_believe(tmp_path):
     """A verifier threshold no candidate reaches silences the stage; a zero one fires as the GRU
-    alone at the cascade's first-stage thresholds would."""
+    alone at the cascade's first-stage thresholds would, `verify_delay` steps later."""
     ver = _tiny_verifier(tmp_path, models.resolve(None)[0])
     x = _speech(5, 4 * RATE)
     _, none = run_blocks(KeywordSpotter(verifier=str(ver), verify_threshold=1.0), x, [], RATE)
     assert not [m for m in none if m.topic == "keyword"]
     _, cascade = run_blocks(KeywordSpotter(verifier=str(ver), verify_threshold=0.0), x, [], RATE)
     _, gru = run_blocks(KeywordSpotter(threshold=0.05, patience=1), x, [], RATE)
-    key = lambda ms: [(m.sample, m.data["label"]) for m in ms if m.topic == "keyword"]  # noqa: E731
-    assert key(cascade) == key(gru) and key(gru)
+    key = lambda ms, d=0: [(m.sample - d, m.data["label"]) for m in ms if m.topic == "keyword"]  # noqa: E731
+    assert key(cascade, 3 * 3 * 160) == key(gru) and key(gru)
 
 
 def test_wrong_verifier_files_are_clear_errors(tmp_path):
@@ -231,7 +239,7 @@ def test_smoke_train_a_verifier(tmp_path, monkeypatch):
     cfg = train_verifier(out, gru, minutes=0.1, scale=0.02, log=lambda m: None)
     saved = json.loads((out / "model.json").read_text())
     assert saved["role"] == "verifier" and saved["first_stage_sha256"] == file_sha256(gru / "model.pt")
-    assert set(saved["cascade"]) == {"thresholds", "patience", "verify"}
+    assert set(saved["cascade"]) == {"thresholds", "patience", "verify", "verify_delay"}
     assert len(saved["cascade"]["verify"]) == 2 and "recall" in cfg["calibration"]
     assert not list(out.glob("*.tmp"))
     stage = KeywordSpotter(model=str(gru), verifier=str(out))

@@ -22,6 +22,8 @@ class DecisionConfig:
     rearm: float = 0.5  # a keyword fires again only after its score fell below rearm*threshold
     # per keyword: the second-stage verifier's probability a candidate needs (None: no verifier)
     verify: list[float] | None = None
+    # steps the verifier waits after a candidate, so that it hears what follows ("down|town")
+    verify_delay: int = 0
 
     def to_dict(self) -> dict:
         d = {
@@ -33,6 +35,7 @@ class DecisionConfig:
         }
         if self.verify is not None:
             d["verify"] = [float(v) for v in self.verify]
+            d["verify_delay"] = int(self.verify_delay)
         return d
 
 
@@ -62,6 +65,7 @@ class Decider:
         if (self.verifier is None) != (self.cfg.verify is None):
             raise ValueError("a verifier needs verify thresholds, and verify thresholds a verifier")
         self.vthr = None if self.cfg.verify is None else np.asarray(self.cfg.verify, np.float64)
+        self.lag = int(self.cfg.verify_delay) if self.verifier is not None else 0
         self.reset()
 
     def reset(self) -> None:
@@ -72,23 +76,32 @@ class Decider:
         self.armed = np.ones(self.k, bool)
         self.block_until = -1
         self.onset = np.full(self.k, -1, np.int64)
+        self.delayed = np.zeros((max(1, self.lag), self.k))  # the last `lag` keyword rows
 
     def step(self, post: np.ndarray) -> tuple[np.ndarray, list[Event]]:
-        """post: (n, classes) posteriors. Returns the smoothed keyword scores (n, k) and events."""
+        """post: (n, classes) posteriors. Returns the smoothed keyword scores (n, k) and events.
+        With a verify delay L, the first stage's scores are taken L steps late (the candidate of
+        step t is verified, and fires, at step t + L); the smoothed scores returned are those."""
         n = post.shape[0]
         kw = np.asarray(post[:, self.first_kw_class : self.first_kw_class + self.k], np.float64)
         smooth = np.zeros((n, self.k))
         events: list[Event] = []
         m = self.hist.shape[0]
         for i in range(n):
+            row = kw[i]
+            if self.lag:
+                d = self.t % self.lag
+                row, self.delayed[d] = self.delayed[d].copy(), row
             slot = self.t % m
-            self.hsum += kw[i] - self.hist[slot]
-            self.hist[slot] = kw[i]
+            self.hsum += row - self.hist[slot]
+            self.hist[slot] = row
             s = self.hsum / m  # as if preceded by zeros
             smooth[i] = s
-            raw_on = kw[i] >= 0.5
+            raw_on = row >= 0.5
             self.onset = np.where(
-                raw_on & (self.onset < 0), self.t, np.where(raw_on | (s >= self.thr), self.onset, -1)
+                raw_on & (self.onset < 0),
+                self.t - self.lag,
+                np.where(raw_on | (s >= self.thr), self.onset, -1),
             )
             hot = s >= self.thr
             self.above = np.where(hot, self.above + 1, 0)
@@ -98,7 +111,7 @@ class Decider:
                 if ready.any():
                     j, verified = self._choose(ready, s)
                     if j >= 0:
-                        onset = int(self.onset[j]) if self.onset[j] >= 0 else self.t
+                        onset = int(self.onset[j]) if self.onset[j] >= 0 else self.t - self.lag
                         events.append(Event(self.t, j, float(s[j]), onset, verified))
                         self.armed[:] = False
                         self.block_until = self.t + self.refr_frames

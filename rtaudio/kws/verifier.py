@@ -27,6 +27,9 @@ from . import models
 from .decision import DecisionConfig, single_keyword_events, smoothed, step_end_sample
 
 MINE_GATE = 0.2  # smoothed GRU score over which a frame is a candidate (the lowest first-stage threshold)
+# model steps (30 ms) the verifier waits after the GRU's candidate: the GRU fires ~0.15 s after a
+# word's end, and "down" is told from "downtown" only once "town" has begun
+VERIFY_DELAY = 4
 DEFAULT_VERIFIER = models.DEFAULT_MODEL.with_name("kws_verifier.pt")  # + kws_verifier.json
 
 
@@ -134,17 +137,18 @@ def count_fires(fires: np.ndarray, ranges: np.ndarray) -> tuple[int, int]:
 
 def cascade_options(
     s: np.ndarray, v: np.ndarray, ranges: np.ndarray, base: DecisionConfig, refr: int,
-    gates: np.ndarray, patiences: tuple[int, ...], vgrid: np.ndarray, budget: float,
+    gates: np.ndarray, patiences: tuple[int, ...], vgrid: np.ndarray, budget: float, delay: int = 0,
 ) -> list[tuple[int, int, float, int, float]]:  # fmt: skip
     """One keyword's (false accepts, hits, gate, patience, verifier threshold) options that no
     other beats on both counts, most false accepts first. `s`: smoothed GRU score per step,
-    `v`: verifier probability per step (meaningful where s >= MINE_GATE)."""
+    `v`: the verifier's probability for the candidate of each step, taken `delay` steps later
+    (meaningful where s >= MINE_GATE); a candidate of step t fires at t + delay."""
     opts = []
     for pat in patiences:
         for g in gates:
             for vt in vgrid[::-1]:
                 fires = np.asarray(single_keyword_events(s, g, base, refr, pat, accept=v >= vt), np.int64)
-                hits, fa = count_fires(fires, ranges)
+                hits, fa = count_fires(fires + delay, ranges)
                 if fa > budget:
                     break
                 opts.append((fa, hits, float(g), pat, float(vt)))
@@ -175,7 +179,7 @@ def stack_streams(posts, vprobs, spans_list, n_kw, smooth, stride, hop, win):
 
 def calibrate_cascade(
     gru: nn.Module, gru_config: dict[str, Any], net: nn.Module, streams, target_fa_per_hour: float,
-    rate: int, log=print,
+    rate: int, delay: int = VERIFY_DELAY, log=print,
 ) -> dict[str, Any]:  # fmt: skip
     """Per keyword (gate, patience, verifier threshold) on held-out streams [(audio, spans)], the
     false-accept budget spent where it buys the most hits (as `train.calibrate` does for the GRU)."""
@@ -194,8 +198,10 @@ def calibrate_cascade(
         feats = st.last_feats
         s = smoothed(post[:, 2 : 2 + n_kw], base.smooth)
         cand = np.flatnonzero(s.max(axis=1) >= MINE_GATE)
-        v = np.zeros_like(post)
-        v[cand] = verify_probs(net, windows(feats, cand * stride + stride - 1, net.window, net.mean.numpy()))
+        cand = cand[cand + delay < len(post)]
+        at = (cand + delay) * stride + stride - 1  # the frame the verifier's window ends at
+        v = np.zeros_like(post)  # row t: the verifier on the candidate of step t (at t + delay)
+        v[cand] = verify_probs(net, windows(feats, at, net.window, net.mean.numpy()))
         posts.append(post)
         vprobs.append(v)
     hours = sum(len(y) for y, _ in streams) / rate / 3600
@@ -209,7 +215,9 @@ def calibrate_cascade(
         np.concatenate([np.arange(0.05, 0.9, 0.05), np.arange(0.9, 0.99, 0.01), [0.995, 0.998]]), 3
     )
     options = [
-        cascade_options(s_all[:, k], v_all[:, k], ranges[k], base, refr, gates, PATIENCES[:3], vgrid, budget)
+        cascade_options(
+            s_all[:, k], v_all[:, k], ranges[k], base, refr, gates, PATIENCES[:3], vgrid, budget, delay
+        )
         or [(0, 0, 0.99, max(PATIENCES), 0.999)]
         for k in range(n_kw)
     ]
@@ -222,11 +230,12 @@ def calibrate_cascade(
         "thresholds": [o[2] for o in chosen],
         "patience": [int(o[3]) for o in chosen],
         "verify": [o[4] for o in chosen],
+        "verify_delay": delay,
     }
     dec = DecisionConfig(**{**base.to_dict(), **cascade})
     per_kw, fa, delays = np.zeros((n_kw, 2), np.int64), 0, []
     for (_, spans), p, v in zip(streams, posts, vprobs, strict=True):
-        _, ev = Decider(dec, cfg.hop * stride / rate, verifier=lambda t, v=v: v[t]).step(p)
+        _, ev = Decider(dec, cfg.hop * stride / rate, verifier=lambda t, v=v: v[t - delay]).step(p)
         ev = [Event(e.frame, e.keyword, e.score, e.onset_frame) for e in ev]
         a, b, c = count_detections(ev, spans, n_kw, cfg.hop, cfg.win, stride)
         per_kw, fa, delays = per_kw + a, fa + b, delays + c
@@ -273,8 +282,9 @@ def extend_keyword_labels(y: np.ndarray, frames: int) -> np.ndarray:
     return out
 
 
-def _make_pool(seed: int, key: int, n_streams: int, seconds: float):
-    """Training streams and the GRU's candidate frames in them: (x, y, cands (n, 2) = stream, frame)."""
+def _make_pool(seed: int, key: int, n_streams: int, seconds: float, delay: int = VERIFY_DELAY):
+    """Training streams and the frames the verifier is asked about in them: (x, y, cands (n, 2) =
+    stream, frame), the frame `delay` steps after each of the GRU's candidate steps."""
     from .train import MEAN_NORM_S, make_streams
 
     w = _WORKER
@@ -291,7 +301,8 @@ def _make_pool(seed: int, key: int, n_streams: int, seconds: float):
     cands = []
     for b in range(n_streams):
         s = smoothed(post[b, :, 2 : 2 + n_kw], int(w["gcfg"]["decision"]["smooth"]))
-        steps = np.flatnonzero(s.max(axis=1) >= MINE_GATE)
+        steps = np.flatnonzero(s.max(axis=1) >= MINE_GATE) + delay
+        steps = steps[steps < s.shape[0]]
         cands.append(np.stack([np.full(len(steps), b), steps * stride + stride - 1], axis=1))
     return x, y, np.concatenate(cands).astype(np.int64)
 
@@ -305,6 +316,7 @@ def train_verifier(
     window: int = 100,
     target_fa_per_hour: float = 10.0,
     scale: float = 1.0,
+    delay: int = VERIFY_DELAY,
     log=print,
 ) -> dict[str, Any]:
     """Train a verifier for the GRU at `gru_path` (default: the shipped one) on its candidates in
@@ -338,7 +350,7 @@ def train_verifier(
         "stride": gcfg["stride"],
         "mean_norm_s": gcfg.get("mean_norm_s", 0.0),
         "first_stage_sha256": file_sha256(gru_pt),
-        "training": {"seed": seed, "minutes": minutes, "mine_gate": MINE_GATE},
+        "training": {"seed": seed, "minutes": minutes, "mine_gate": MINE_GATE, "verify_delay": delay},
     }
     net = models.build(config)
     maker = ProcessPoolExecutor(
@@ -346,7 +358,7 @@ def train_verifier(
         initargs=(corpus, feats, str(gru_pt), {"p_abut": float(gcfg["training"].get("p_abut", 0.15))}),
     )  # fmt: skip
     n_streams, seconds = (16, 128.0) if scale >= 0.5 else (2, 16.0)
-    nxt = maker.submit(_make_pool, seed + 20_000, 0, n_streams, seconds)
+    nxt = maker.submit(_make_pool, seed + 20_000, 0, n_streams, seconds, delay)
     reserve = 150 if scale >= 0.5 else 5  # calibration: ~2 min
     budget = max(5.0, minutes * 60 - (time.monotonic() - t0) - reserve)
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
@@ -358,7 +370,7 @@ def train_verifier(
         while time.monotonic() - t_train < budget:
             x, y, cands = nxt.result()
             key += 1
-            nxt = maker.submit(_make_pool, seed + 20_000, key, n_streams, seconds)
+            nxt = maker.submit(_make_pool, seed + 20_000, key, n_streams, seconds, delay)
             if key == 1:
                 flat = x.reshape(-1, x.shape[-1])
                 net.mean.copy_(torch.from_numpy(flat.mean(0)))
@@ -400,7 +412,7 @@ def train_verifier(
         pieces = max(1, int(round(minutes_ * 60 / PIECE_S)))
         for first in range(0, pieces, 8):
             streams.append(held_out_stream(held, rng, min(8, pieces - first), p_kw))
-    config.update(calibrate_cascade(gru, gcfg, net, streams, target_fa_per_hour, feats.rate, log=log))
+    config.update(calibrate_cascade(gru, gcfg, net, streams, target_fa_per_hour, feats.rate, delay, log=log))
     config["training"]["windows_seen"] = seen
     models.save(net, config, out_dir)
     log(f"verifier written to {out_dir} ({time.monotonic() - t0:.0f} s total)")
