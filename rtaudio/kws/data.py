@@ -135,8 +135,10 @@ def build_corpus(
     n_sent: int = 300,
     voice_fn: Callable[[np.random.Generator], Voice] = random_training_voice,
     progress: Callable[[str], None] | None = None,
+    p_near: float = 0.45,
 ) -> Corpus:
-    """Synthesise the corpus (cached per utterance). The same seed gives the same corpus."""
+    """Synthesise the corpus (cached per utterance). The same seed gives the same corpus.
+    `p_near`: the share of the other words that are near misses ("stopped", "downtown")."""
     rng = np.random.default_rng(seed)
     nm, neg_words = near_misses(keywords), negative_words(keywords)
     vocab = filler_vocab(keywords)
@@ -144,7 +146,7 @@ def build_corpus(
     for k in keywords:
         reqs += [(voice_fn(rng), k) for _ in range(n_per_keyword)]
     for _ in range(n_neg):
-        pool = nm if rng.random() < 0.45 else neg_words
+        pool = nm if rng.random() < p_near else neg_words
         reqs.append((voice_fn(rng), pool[rng.integers(len(pool))]))
     for _ in range(n_sent):
         reqs.append((voice_fn(rng), random_sentence(rng, vocab, keywords)))

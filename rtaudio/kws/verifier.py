@@ -317,6 +317,7 @@ def train_verifier(
     target_fa_per_hour: float = 10.0,
     scale: float = 1.0,
     delay: int = VERIFY_DELAY,
+    near_share: float = 0.7,
     log=print,
 ) -> dict[str, Any]:
     """Train a verifier for the GRU at `gru_path` (default: the shipped one) on its candidates in
@@ -338,7 +339,11 @@ def train_verifier(
     feats = FeatureConfig.from_dict(gcfg["features"])
     # a corpus of its own (same training voices, other utterances and sentences than the GRU's)
     n = lambda base, least: max(least, int(base * scale))  # noqa: E731
-    corpus = build_corpus(keywords, seed + 20_000, n(100, 4), n(1000, 20), n(300, 8), progress=log)
+    # many near misses: the first stage's false accepts are mostly words that begin or sound like a
+    # keyword ("downtown", "often"), and a verifier has to hear many of each to reject them
+    corpus = build_corpus(
+        keywords, seed + 20_000, n(100, 4), n(3000, 20), n(300, 8), progress=log, p_near=near_share
+    )
     held = build_corpus(keywords, seed + 10_000, n(40, 3), n(300, 10), n(100, 5), progress=log)
     config: dict[str, Any] = {
         "arch": "cnn",
@@ -350,7 +355,13 @@ def train_verifier(
         "stride": gcfg["stride"],
         "mean_norm_s": gcfg.get("mean_norm_s", 0.0),
         "first_stage_sha256": file_sha256(gru_pt),
-        "training": {"seed": seed, "minutes": minutes, "mine_gate": MINE_GATE, "verify_delay": delay},
+        "training": {
+            "seed": seed,
+            "minutes": minutes,
+            "mine_gate": MINE_GATE,
+            "verify_delay": delay,
+            "near_share": near_share,
+        },
     }
     net = models.build(config)
     maker = ProcessPoolExecutor(
