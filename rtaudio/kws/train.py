@@ -285,11 +285,7 @@ def calibrate(
     and keyword streams, training voices) stay within the keyword's share of the target rate."""
     cfg = FeatureConfig.from_dict(config["features"])
     n_kw = len(config["keywords"])
-    streams = []
-    for minutes, p_kw in ((minutes_pos, 0.35), (minutes_neg, 0.0)):
-        pieces = max(1, int(round(minutes * 60 / PIECE_S)))
-        for first in range(0, pieces, 8):
-            streams.append(held_out_stream(corpus, rng, min(8, pieces - first), p_kw))
+    streams = held_out_streams(corpus, rng, minutes_pos, minutes_neg)
     posts = [posteriors_offline(model, config, y) for y, _ in streams]
     hours = sum(len(y) for y, _ in streams) / cfg.rate / 3600
     base = DecisionConfig(**{**config["decision"], "thresholds": [0.5] * n_kw})
@@ -318,16 +314,8 @@ def calibrate(
                 opts.append((fa_k, hits_k, float(g), pat))
         # fewest false accepts first (ties: most hits, shortest patience, highest threshold)
         opts.sort(key=lambda o: (o[0], -o[1], o[3], -o[2]))
-        front: list[tuple[int, int, float, int]] = []
-        for o in opts:
-            if not front or o[1] > front[-1][1]:  # worth its extra false accepts
-                front.append(o)
-        options.append(front[::-1] or [(0, 0, 0.99, max(PATIENCES))])
-    width = max(len(o) for o in options)
-    fa_g = np.array([[o[min(i, len(o) - 1)][0] for i in range(width)] for o in options], np.int64)
-    hit_g = np.array([[o[min(i, len(o) - 1)][1] for i in range(width)] for o in options], np.int64)
-    pick = allocate_false_accepts(fa_g, hit_g, budget)
-    chosen = [options[k][min(int(pick[k]), len(options[k]) - 1)] for k in range(n_kw)]
+        options.append(pareto_front(opts) or [(0, 0, 0.99, max(PATIENCES))])
+    chosen = spend_budget(options, budget)
     dec_cfg = DecisionConfig(
         **{
             **base.to_dict(),
@@ -335,9 +323,56 @@ def calibrate(
             "patience": [int(o[3]) for o in chosen],
         }
     )
+    log(f"calibration on {hours * 60:.0f} min held-out training-voice streams")
+    log(f"  thresholds {dec_cfg.thresholds}  patience {dec_cfg.patience}")
+    report = calibration_report(dec_cfg, streams, posts, config, target_fa_per_hour, log=log)
+    return {"decision": dec_cfg.to_dict(), "calibration": report}
+
+
+def held_out_streams(
+    corpus: Corpus, rng: np.random.Generator, minutes_pos: float, minutes_neg: float
+) -> list[tuple[np.ndarray, list[Span]]]:
+    """The calibration set: keyword streams and keyword-free streams of up to 8 pieces each."""
+    streams = []
+    for minutes, p_kw in ((minutes_pos, 0.35), (minutes_neg, 0.0)):
+        pieces = max(1, int(round(minutes * 60 / PIECE_S)))
+        for first in range(0, pieces, 8):
+            streams.append(held_out_stream(corpus, rng, min(8, pieces - first), p_kw))
+    return streams
+
+
+def pareto_front(opts: list[tuple]) -> list[tuple]:
+    """Options (false accepts, hits, ...) sorted by false accepts (ties broken by the caller): those
+    worth their extra false accepts, most false accepts first."""
+    front: list[tuple] = []
+    for o in opts:
+        if not front or o[1] > front[-1][1]:
+            front.append(o)
+    return front[::-1]
+
+
+def spend_budget(options: list[list[tuple]], budget: float) -> list[tuple]:
+    """Per keyword, the option (of its Pareto front) that `allocate_false_accepts` picks."""
+    width = max(len(o) for o in options)
+    fa_g = np.array([[o[min(i, len(o) - 1)][0] for i in range(width)] for o in options], np.int64)
+    hit_g = np.array([[o[min(i, len(o) - 1)][1] for i in range(width)] for o in options], np.int64)
+    pick = allocate_false_accepts(fa_g, hit_g, budget)
+    return [o[min(int(pick[k]), len(o) - 1)] for k, o in enumerate(options)]
+
+
+def calibration_report(
+    dec_cfg: DecisionConfig, streams, posts, config: dict, target_fa_per_hour: float,
+    verifiers=None, log=print,
+) -> dict[str, Any]:  # fmt: skip
+    """Recall per keyword, false accepts per hour and median delay of the real Decider with the
+    chosen settings on the calibration streams (`verifiers`: one callback per stream, cascade)."""
+    cfg = FeatureConfig.from_dict(config["features"])
+    n_kw, stride = len(config["keywords"]), int(config["stride"])
+    hours = sum(len(y) for y, _ in streams) / cfg.rate / 3600
     per_kw, fa, delays = np.zeros((n_kw, 2), np.int64), 0, []
-    for (_, spans), p in zip(streams, posts, strict=True):
-        _, ev = Decider(dec_cfg, cfg.hop * stride / cfg.rate).step(p)
+    for i, ((_, spans), p) in enumerate(zip(streams, posts, strict=True)):
+        verifier = None if verifiers is None else verifiers[i]
+        _, ev = Decider(dec_cfg, cfg.hop * stride / cfg.rate, verifier=verifier).step(p)
         a, b, c = count_detections(ev, spans, n_kw, cfg.hop, cfg.win, stride)
         per_kw, fa, delays = per_kw + a, fa + b, delays + c
     report = {
@@ -350,10 +385,8 @@ def calibrate(
         "fa_per_hour": round(fa / hours, 2),
         "delay_median": round(float(np.median(delays)), 3) if delays else None,
     }
-    log(f"calibration on {hours * 60:.0f} min held-out training-voice streams")
-    log(f"  thresholds {dec_cfg.thresholds}  patience {dec_cfg.patience}")
     log(f"  recall {report['recall']}  FA/h {report['fa_per_hour']}  delay median {report['delay_median']} s")
-    return {"decision": dec_cfg.to_dict(), "calibration": report}
+    return report
 
 
 # -- the whole job ----------------------------------------------------------------------------

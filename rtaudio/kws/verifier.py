@@ -25,6 +25,7 @@ from torch import nn
 from ..errors import ConfigError
 from . import models
 from .decision import DecisionConfig, single_keyword_events, smoothed, step_end_sample
+from .train import PATIENCES, calibration_report, pareto_front, spend_budget
 
 MINE_GATE = 0.2  # smoothed GRU score over which a frame is a candidate (the lowest first-stage threshold)
 # model steps (30 ms) the verifier waits after the GRU's candidate: the GRU fires ~0.15 s after a
@@ -153,11 +154,7 @@ def cascade_options(
                     break
                 opts.append((fa, hits, float(g), pat, float(vt)))
     opts.sort(key=lambda o: (o[0], -o[1], o[3], -o[2], -o[4]))
-    front: list[tuple[int, int, float, int, float]] = []
-    for o in opts:
-        if not front or o[1] > front[-1][1]:
-            front.append(o)
-    return front[::-1]
+    return pareto_front(opts)
 
 
 def stack_streams(posts, vprobs, spans_list, n_kw, smooth, stride, hop, win):
@@ -183,10 +180,8 @@ def calibrate_cascade(
 ) -> dict[str, Any]:  # fmt: skip
     """Per keyword (gate, patience, verifier threshold) on held-out streams [(audio, spans)], the
     false-accept budget spent where it buys the most hits (as `train.calibrate` does for the GRU)."""
-    from .decision import Decider, Event
     from .features import FeatureConfig
     from .infer import Streamer
-    from .train import PATIENCES, allocate_false_accepts, count_detections
 
     cfg = FeatureConfig.from_dict(gru_config["features"])
     n_kw, stride = len(gru_config["keywords"]), int(gru_config["stride"])
@@ -221,36 +216,17 @@ def calibrate_cascade(
         or [(0, 0, 0.99, max(PATIENCES), 0.999)]
         for k in range(n_kw)
     ]
-    width = max(len(o) for o in options)
-    fa_g = np.array([[o[min(i, len(o) - 1)][0] for i in range(width)] for o in options], np.int64)
-    hit_g = np.array([[o[min(i, len(o) - 1)][1] for i in range(width)] for o in options], np.int64)
-    pick = allocate_false_accepts(fa_g, hit_g, budget)
-    chosen = [options[k][min(int(pick[k]), len(options[k]) - 1)] for k in range(n_kw)]
+    chosen = spend_budget(options, budget)
     cascade = {
         "thresholds": [o[2] for o in chosen],
         "patience": [int(o[3]) for o in chosen],
         "verify": [o[4] for o in chosen],
         "verify_delay": delay,
     }
-    dec = DecisionConfig(**{**base.to_dict(), **cascade})
-    per_kw, fa, delays = np.zeros((n_kw, 2), np.int64), 0, []
-    for (_, spans), p, v in zip(streams, posts, vprobs, strict=True):
-        _, ev = Decider(dec, cfg.hop * stride / rate, verifier=lambda t, v=v: v[t - delay]).step(p)
-        ev = [Event(e.frame, e.keyword, e.score, e.onset_frame) for e in ev]
-        a, b, c = count_detections(ev, spans, n_kw, cfg.hop, cfg.win, stride)
-        per_kw, fa, delays = per_kw + a, fa + b, delays + c
-    report = {
-        "hours": round(hours, 3),
-        "target_fa_per_hour": target_fa_per_hour,
-        "recall": {
-            kw: round(float(per_kw[i, 0] / max(1, per_kw[i, 1])), 3)
-            for i, kw in enumerate(gru_config["keywords"])
-        },
-        "fa_per_hour": round(fa / hours, 2),
-        "delay_median": round(float(np.median(delays)), 3) if delays else None,
-    }
     log(f"cascade calibration on {hours * 60:.0f} min: {cascade}")
-    log(f"  recall {report['recall']}  FA/h {report['fa_per_hour']}  delay median {report['delay_median']} s")
+    dec = DecisionConfig(**{**base.to_dict(), **cascade})
+    verifiers = [lambda t, v=v: v[t - delay] for v in vprobs]
+    report = calibration_report(dec, streams, posts, gru_config, target_fa_per_hour, verifiers, log=log)
     return {"cascade": cascade, "calibration": report}
 
 
@@ -329,7 +305,7 @@ def train_verifier(
 
     from .data import IGNORE, build_corpus
     from .features import FeatureConfig
-    from .train import PIECE_S, Bar, _lr, held_out_stream
+    from .train import Bar, _lr, held_out_streams
 
     torch.manual_seed(seed)
     t0 = time.monotonic()
@@ -418,11 +394,7 @@ def train_verifier(
     bar.update(budget, f"{key} pools, {seen} windows")
     net.eval()
     rng = np.random.default_rng(seed + 1)
-    streams = []
-    for minutes_, p_kw in ((20.0 * scale, 0.35), (180.0 * scale, 0.0)):
-        pieces = max(1, int(round(minutes_ * 60 / PIECE_S)))
-        for first in range(0, pieces, 8):
-            streams.append(held_out_stream(held, rng, min(8, pieces - first), p_kw))
+    streams = held_out_streams(held, rng, 20.0 * scale, 180.0 * scale)
     config.update(calibrate_cascade(gru, gcfg, net, streams, target_fa_per_hour, feats.rate, delay, log=log))
     config["training"]["windows_seen"] = seen
     models.save(net, config, out_dir)
