@@ -9,11 +9,22 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
 
 from rtaudio.errors import RtAudioError
 from rtaudio.kws import models
+from rtaudio.kws.data import IGNORE
 from rtaudio.kws.stage import KeywordSpotter
-from rtaudio.kws.train import PATIENCES, allocate_false_accepts, cmd_train, train
+from rtaudio.kws.train import (
+    PATIENCES,
+    allocate_false_accepts,
+    cmd_train,
+    keyword_regions,
+    max_pool_loss,
+    train,
+)
 from rtaudio.stage import AudioFormat
 
 
@@ -73,3 +84,56 @@ def test_false_accept_budget_goes_where_it_buys_most_hits():
     hits = np.array([[5, 4, 2, 1], [6, 5, 5, 1]])
     assert allocate_false_accepts(fa, hits, 0).tolist() == [2, 3]  # lowest thresholds with no FA
     assert allocate_false_accepts(fa, hits, 2).tolist() == [1, 2]
+
+
+LABELS = [IGNORE, 0, 1, 2, 3]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.sampled_from(LABELS), min_size=1, max_size=12), min_size=1, max_size=3))
+def test_keyword_regions_are_the_runs_of_one_keyword_class(rows):
+    n = min(len(r) for r in rows)
+    tgt = np.array([r[:n] for r in rows])
+    regions = keyword_regions(tgt)
+    runs = []  # reference: walk each row
+    for i, row in enumerate(tgt):
+        j = 0
+        while j < n:
+            if row[j] >= 2:
+                k = j
+                while k < n and row[k] == row[j]:
+                    k += 1
+                runs.append(list(range(i * n + j, i * n + k)))
+                j = k
+            else:
+                j += 1
+    assert [[int(v) for v in r if v >= 0] for r in regions] == runs
+
+
+def test_max_pool_loss_trains_only_the_most_confident_step_of_a_keyword():
+    w = torch.tensor([1.0, 1.0, 3.0, 3.0])
+    tgt = torch.tensor([[0, 1, 2, 2, 2, 1, IGNORE, 3]])
+    logits = torch.randn(1, 8, 4, generator=torch.Generator().manual_seed(0))
+    logits[0, 3, 2] = 5.0  # step 3 is the most confident of the run 2..4
+    logits.requires_grad_(True)
+    max_pool_loss(logits, tgt, w).backward()
+    g = logits.grad[0].abs().sum(-1)
+    assert g[3] > 0 and g[2] == 0 and g[4] == 0 and g[6] == 0  # other steps of the run, ignored step
+    assert g[0] > 0 and g[1] > 0 and g[5] > 0 and g[7] > 0  # non-keyword steps and a one-step run
+    # with runs of one step it is the weighted cross-entropy
+    one = torch.tensor([[0, 1, 2, 1, 3, IGNORE]])
+    x = torch.randn(1, 6, 4)
+    ce = nn.CrossEntropyLoss(weight=w, ignore_index=IGNORE)(x.reshape(-1, 4), one.reshape(-1))
+    assert torch.isclose(max_pool_loss(x, one, w), ce)
+
+
+def test_fine_tuning_needs_a_model_of_the_same_keywords(tmp_path):
+    torch.set_num_threads(1)
+    small = dict(seed=1, minutes=0.05, corpus_scale=0.02, log=lambda m: None)
+    train(["lights on", "lights off"], tmp_path / "a", **small)
+    kws = ["lights on", "lights off"]
+    cfg = train(kws, tmp_path / "b", loss="maxpool", init_from=tmp_path / "a", **small)
+    assert cfg["training"]["loss"] == "maxpool" and cfg["decision"]["smooth"] == 1
+    with pytest.raises(RtAudioError, match="not a model of these keywords"):
+        train(["lights on", "lights dim"], tmp_path / "c", init_from=tmp_path / "a", **small)
+    assert not (tmp_path / "c").exists()

@@ -122,12 +122,67 @@ def _lr(base: float, frac: float) -> float:
     return base * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(1.0, frac))))
 
 
-def train_gru(model: models.GRUClassifier, data_fn, budget_s: float, log=print, chunk: int = 201) -> None:
+def keyword_regions(tgt: np.ndarray) -> np.ndarray:
+    """(n_regions, longest) flat indices into `tgt` (-1 padded): the runs of one keyword class."""
+    flat = tgt.reshape(-1)
+    row_start = np.zeros(flat.shape, bool)
+    row_start[:: tgt.shape[-1]] = True
+    kw = flat >= 2
+    starts = np.flatnonzero(kw & (row_start | (np.concatenate([[-1], flat[:-1]]) != flat)))
+    if not len(starts):
+        return np.zeros((0, 1), np.int64)
+    ends = []
+    for a in starts:
+        b = a + 1
+        while b < len(flat) and flat[b] == flat[a] and not row_start[b]:
+            b += 1
+        ends.append(b)
+    longest = max(b - a for a, b in zip(starts, ends, strict=True))
+    out = np.full((len(starts), longest), -1, np.int64)
+    for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
+        out[i, : b - a] = np.arange(a, b)
+    return out
+
+
+def max_pool_loss(logits: torch.Tensor, tgt: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on the non-keyword steps, and for each keyword's run of labelled steps only on
+    its most confident step (max-pooling loss, Sun et al. 2016): the model chooses when within the
+    run it fires, e.g. late enough to have heard that "down" is not "downtown"."""
+    flat_logits = logits.reshape(-1, logits.shape[-1])
+    flat_tgt = tgt.reshape(-1)
+    regions = torch.from_numpy(keyword_regions(tgt.numpy()))
+    other = flat_tgt.clone()
+    other[other >= 2] = IGNORE
+    losses = nn.functional.cross_entropy(
+        flat_logits, other, weight=weight, ignore_index=IGNORE, reduction="sum"
+    )
+    count = weight[other[other != IGNORE]].sum()
+    if len(regions):
+        logp = flat_logits.log_softmax(-1)
+        idx = regions.clamp(min=0)
+        lab = flat_tgt[idx[:, 0]]
+        lp = logp[idx, lab[:, None]].masked_fill(regions < 0, -torch.inf)
+        best = lp.max(1).values
+        losses = losses - weight[lab].mul(best).sum()
+        count = count + weight[lab].sum()
+    return losses / count.clamp(min=1e-9)
+
+
+def train_gru(
+    model: models.GRUClassifier,
+    data_fn,
+    budget_s: float,
+    log=print,
+    chunk: int = 201,
+    loss: str = "ce",
+    lr: float = LR,
+) -> None:
     """Truncated back-propagation through long streams: the state is carried from chunk to chunk
-    (detached), as it is carried live. The target of a group of stacked frames is its last frame's."""
+    (detached), as it is carried live. The target of a group of stacked frames is its last frame's.
+    `loss`: "ce" (every labelled step) or "maxpool" (see `max_pool_loss`)."""
     k = model.stack
     chunk = max(k, chunk // k * k)
-    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=1e-4)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     t0 = time.monotonic()
     bar = Bar("training", budget_s)
     epoch = 0
@@ -145,16 +200,19 @@ def train_gru(model: models.GRUClassifier, data_fn, budget_s: float, log=print, 
             if frac >= 1:
                 break
             for g in opt.param_groups:
-                g["lr"] = _lr(LR, frac)
+                g["lr"] = _lr(lr, frac)
             logits, state = model(x[:, a : a + chunk], state)
             state = state.detach()
             tgt = y[:, a + k - 1 : a + chunk : k]
-            loss = lossf(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
+            if loss == "maxpool":
+                step_loss = max_pool_loss(logits, tgt, weight)
+            else:
+                step_loss = lossf(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
             opt.zero_grad()
-            loss.backward()
+            step_loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
-            losses.append(loss.item())
+            losses.append(step_loss.item())
             m = tgt >= 2
             correct += int((logits.argmax(-1)[m] == tgt[m]).sum())
             count += int(m.sum())
@@ -400,20 +458,41 @@ def train(
     corpus_scale: float = 1.0,
     label_before_end: float = LABEL_BEFORE_END,
     p_abut: float = 0.15,
+    p_near: float = 0.45,
+    other_words: int = 1500,
+    loss: str = "ce",
+    init_from: Path | None = None,
+    lr: float = LR,
     log=print,
 ) -> dict[str, Any]:
-    """Train, calibrate and save a model for `keywords`; returns its config."""
+    """Train, calibrate and save a model for `keywords`; returns its config. `other_words` clips
+    of non-keywords (at corpus_scale 1), a share `p_near` of them near misses. `init_from`: a
+    trained GRU of the same keywords and features to continue from (fine-tuning)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     t0 = time.monotonic()
+    arch_params = (
+        {"hidden": 128, "layers": 2, "stack": STACK}
+        if arch == "gru"
+        else {"channels": 64, "blocks": 4, "window": 100}
+    )
+    start = None
+    if init_from is not None:  # checked before the corpus is synthesised
+        start, start_cfg = models.load(init_from)
+        want = {"arch": arch, "arch_params": arch_params, "keywords": list(keywords)}
+        want["features"] = FeatureConfig().to_dict()
+        want["label_before_end"] = label_before_end
+        if any(start_cfg.get(k) != v for k, v in want.items()):
+            raise RtAudioError(f"{init_from}: not a model of these keywords, architecture and features")
     n_per = max(4, int(200 * corpus_scale))
     corpus = build_corpus(
         keywords,
         seed,
         n_per,
-        max(20, int(1500 * corpus_scale)),
+        max(20, int(other_words * corpus_scale)),
         max(8, int(400 * corpus_scale)),
         progress=log,
+        p_near=p_near,
     )
     held = build_corpus(
         keywords,
@@ -429,11 +508,6 @@ def train(
         k: float(np.median([len(c) for c in clips]) / feats.rate)
         for k, clips in zip(keywords, corpus.kw, strict=True)
     }
-    arch_params = (
-        {"hidden": 128, "layers": 2, "stack": STACK}
-        if arch == "gru"
-        else {"channels": 64, "blocks": 4, "window": 100}
-    )
     config: dict[str, Any] = {
         "arch": arch,
         "arch_params": arch_params,
@@ -444,16 +518,25 @@ def train(
         "mean_norm_s": MEAN_NORM_S,
         "keyword_seconds": durations,
         "label_before_end": label_before_end,
-        "decision": DecisionConfig([0.5] * len(keywords), smooth=3, patience=2).to_dict(),
+        # a max-pooling-trained model fires in a peak of a step or two: no smoothing
+        "decision": DecisionConfig(
+            [0.5] * len(keywords), smooth=1 if loss == "maxpool" else 3, patience=2
+        ).to_dict(),
         "training": {
             "seed": seed,
             "minutes": minutes,
             "voices": corpus.voices,
             "clips_per_keyword": n_per,
             "p_abut": p_abut,
+            "p_near": p_near,
+            "other_words": other_words,
+            "loss": loss,
+            "init_from": str(init_from) if init_from else None,
         },
     }
     model = models.build(config)
+    if start is not None:
+        model.load_state_dict(start.state_dict())
     n_streams, seconds = (32, 128.0) if corpus_scale >= 0.5 else (4, 16.0)
     cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     # The next pool is made in a worker process while the model trains on the current one: every
@@ -475,7 +558,7 @@ def train(
             fut = pending.pop(key, None) or maker.submit(_make_pool, seed, key, n_streams, seconds)
             cache[key] = fut.result()
             pending[key + 1] = maker.submit(_make_pool, seed, key + 1, n_streams, seconds)
-            if key == 0:
+            if key == 0 and init_from is None:
                 x = cache[0][0].reshape(-1, feats.dim)
                 model.mean.copy_(torch.from_numpy(x.mean(0)))
                 model.std.copy_(torch.from_numpy(x.std(0) + 1e-3))
@@ -486,7 +569,10 @@ def train(
     reserve = 90 if corpus_scale >= 0.5 else 10  # calibration and saving (measured 40-60 s)
     budget = max(5.0, minutes * 60 - (time.monotonic() - t0) - reserve)
     try:
-        (train_gru if arch == "gru" else train_cnn)(model, data_fn, budget, log)
+        if arch == "gru":
+            train_gru(model, data_fn, budget, log, loss=loss, lr=lr)
+        else:
+            train_cnn(model, data_fn, budget, log)
     finally:
         maker.shutdown(wait=False, cancel_futures=True)
     model.eval()
