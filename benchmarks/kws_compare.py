@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{c:14s} {name:{width}s}  {point:14s}  {best}")
     print("\ncalibrated point, mean over the noise conditions (the keyword-free hour excluded)")
     for name, rows in runs.items():
-        cal = [r for r in rows if r["detector"] == CALIBRATED and not r["condition"].startswith("kw-free")]
+        # one calibrated row per condition (several files of one run may repeat it)
+        by_cond = {r["condition"]: r for r in rows if r["detector"] == CALIBRATED}
+        cal = [r for c, r in by_cond.items() if not c.startswith("kw-free")]
         if cal:
             rec = sum(r["recall"] for r in cal) / len(cal)
             fa = sum(r["fa_per_hour"] for r in cal) / len(cal)
