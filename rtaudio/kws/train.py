@@ -125,44 +125,34 @@ def _lr(base: float, frac: float) -> float:
 def keyword_regions(tgt: np.ndarray) -> np.ndarray:
     """(n_regions, longest) flat indices into `tgt` (-1 padded): the runs of one keyword class."""
     flat = tgt.reshape(-1)
-    row_start = np.zeros(flat.shape, bool)
-    row_start[:: tgt.shape[-1]] = True
-    kw = flat >= 2
-    starts = np.flatnonzero(kw & (row_start | (np.concatenate([[-1], flat[:-1]]) != flat)))
+    change = np.ones(flat.shape, bool)  # a run starts at each row's start and at each change
+    change[1:] = flat[1:] != flat[:-1]
+    change[:: tgt.shape[-1]] = True
+    bounds = np.append(np.flatnonzero(change), len(flat))
+    starts, ends = bounds[:-1], bounds[1:]
+    keep = flat[starts] >= 2
+    starts, ends = starts[keep], ends[keep]
     if not len(starts):
         return np.zeros((0, 1), np.int64)
-    ends = []
-    for a in starts:
-        b = a + 1
-        while b < len(flat) and flat[b] == flat[a] and not row_start[b]:
-            b += 1
-        ends.append(b)
-    longest = max(b - a for a, b in zip(starts, ends, strict=True))
-    out = np.full((len(starts), longest), -1, np.int64)
-    for i, (a, b) in enumerate(zip(starts, ends, strict=True)):
-        out[i, : b - a] = np.arange(a, b)
-    return out
+    offsets = np.arange(int((ends - starts).max()))
+    idx = starts[:, None] + offsets[None, :]
+    return np.where(idx < ends[:, None], idx, -1).astype(np.int64)
 
 
 def max_pool_loss(logits: torch.Tensor, tgt: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Cross-entropy on the non-keyword steps, and for each keyword's run of labelled steps only on
     its most confident step (max-pooling loss, Sun et al. 2016): the model chooses when within the
     run it fires, e.g. late enough to have heard that "down" is not "downtown"."""
-    flat_logits = logits.reshape(-1, logits.shape[-1])
+    logp = logits.reshape(-1, logits.shape[-1]).log_softmax(-1)
     flat_tgt = tgt.reshape(-1)
-    regions = torch.from_numpy(keyword_regions(tgt.numpy()))
-    other = flat_tgt.clone()
-    other[other >= 2] = IGNORE
-    losses = nn.functional.cross_entropy(
-        flat_logits, other, weight=weight, ignore_index=IGNORE, reduction="sum"
-    )
+    other = flat_tgt.masked_fill(flat_tgt >= 2, IGNORE)
+    losses = nn.functional.nll_loss(logp, other, weight=weight, ignore_index=IGNORE, reduction="sum")
     count = weight[other[other != IGNORE]].sum()
+    regions = torch.from_numpy(keyword_regions(tgt.numpy()))
     if len(regions):
-        logp = flat_logits.log_softmax(-1)
         idx = regions.clamp(min=0)
         lab = flat_tgt[idx[:, 0]]
-        lp = logp[idx, lab[:, None]].masked_fill(regions < 0, -torch.inf)
-        best = lp.max(1).values
+        best = logp[idx, lab[:, None]].masked_fill(regions < 0, -torch.inf).max(1).values
         losses = losses - weight[lab].mul(best).sum()
         count = count + weight[lab].sum()
     return losses / count.clamp(min=1e-9)
@@ -558,7 +548,7 @@ def train(
             fut = pending.pop(key, None) or maker.submit(_make_pool, seed, key, n_streams, seconds)
             cache[key] = fut.result()
             pending[key + 1] = maker.submit(_make_pool, seed, key + 1, n_streams, seconds)
-            if key == 0 and init_from is None:
+            if key == 0 and start is None:  # a fine-tuned model keeps its normalisation
                 x = cache[0][0].reshape(-1, feats.dim)
                 model.mean.copy_(torch.from_numpy(x.mean(0)))
                 model.std.copy_(torch.from_numpy(x.std(0) + 1e-3))
