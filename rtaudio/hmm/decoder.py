@@ -131,13 +131,13 @@ class KeywordSpotter:
         Ek = np.full((T, k, s), NEG)
         for i in range(k):
             Ek[:, i, : self.n_states[i]] = E[:, self.offsets[i] : self.offsets[i + 1]]
-        rows = np.arange(k)
+        rows, cols = np.arange(k), np.arange(s)[None, :]
         found: list[Detection] = []
         for t in range(T):
             cand = self.D[:, :, None] + self.log_trans  # (K, from, to)
             j = np.argmax(cand, axis=1)  # best predecessor per (K, to)
-            best = np.take_along_axis(cand, j[:, None, :], axis=1)[:, 0, :]
-            start = np.take_along_axis(self.B, j, axis=1)
+            best = cand[rows[:, None], j, cols]
+            start = self.B[rows[:, None], j]
             # A new token may enter the first state at this frame with relative score 0.
             enter = best[:, 0] < 0.0
             best[:, 0] = np.where(enter, 0.0, best[:, 0])

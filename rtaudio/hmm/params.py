@@ -41,6 +41,11 @@ class GaussianMixtureHMM:
         self.inv_var = 1.0 / self.variances
         d = self.means.shape[-1]
         self.log_norm = -0.5 * (d * LOG_2PI + np.log(self.variances).sum(-1))  # (S, M)
+        # The quadratic form sum_d (x_d - mu_d)^2 / v_d expanded into two matrix products (BLAS)
+        # instead of a (T, S, M, D) difference array: x^2 . (1/v) - 2 x . (mu/v) + mu^2 . (1/v).
+        self._quad_x2 = np.ascontiguousarray(self.inv_var.reshape(-1, d).T)  # (D, S*M)
+        self._quad_x = np.ascontiguousarray((-2.0 * self.means * self.inv_var).reshape(-1, d).T)
+        self._quad_c = (self.means * self.means * self.inv_var).sum(-1).reshape(-1)  # (S*M,)
 
     @property
     def n_states(self) -> int:
@@ -52,10 +57,13 @@ class GaussianMixtureHMM:
 
     def log_emission(self, X: np.ndarray) -> np.ndarray:
         """log p(x_t | state s) for frames X (T, D) -> (T, S)."""
-        diff = X[:, None, None, :] - self.means[None]  # (T, S, M, D)
-        quad = np.einsum("tsmd,smd->tsm", diff * diff, self.inv_var)
-        comp = self.log_norm[None] + self.log_weights[None] - 0.5 * quad
-        return np.logaddexp.reduce(comp, axis=2) if comp.shape[2] > 1 else comp[:, :, 0]
+        s, m = self.log_norm.shape
+        quad = (X * X) @ self._quad_x2 + X @ self._quad_x + self._quad_c  # (T, S*M)
+        comp = (self.log_norm + self.log_weights)[None] - 0.5 * quad.reshape(len(X), s, m)
+        if m == 1:
+            return comp[:, :, 0]
+        top = comp.max(axis=2)
+        return top + np.log(np.exp(comp - top[:, :, None]).sum(axis=2))
 
     # -- conversion and storage -----------------------------------------------------------------
     @classmethod
