@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     th.add_argument("--out", default=None, help="model directory to write")
     th.add_argument("--seed", type=int, default=0)
     th.add_argument("--train-seconds", type=float, default=None, help="augmented speech to train on")
-    th.add_argument("--calib-seconds", type=float, default=600.0, help="keyword-free speech to calibrate on")
+    th.add_argument("--calib-seconds", type=float, default=3600.0, help="keyword-free speech to calibrate on")
     th.add_argument("--target-fa", type=float, default=10.0, help="false accepts per hour, all keywords")
     th.set_defaults(func=cmd_train_hmm)
 

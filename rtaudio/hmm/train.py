@@ -61,11 +61,23 @@ def train_keyword(examples: list[np.ndarray], n_states: int | None = None, n_mix
 def train_filler(frames: np.ndarray, n_states: int = 1, n_mix: int = 32, n_iter: int = 15, seed: int = 0,
                  max_frames: int = 150_000) -> GaussianMixtureHMM:
     """The filler: an ergodic HMM over non-keyword frames (hmmlearn GMMHMM). One state is a plain GMM
-    'garbage' model; several states act as a crude phone loop that also models how speech moves."""
+    'garbage' model; several states act as a crude phone loop that also models how speech moves.
+    One state is fitted with scikit-learn's GaussianMixture (the same EM on the same model, as hmmlearn
+    would run it, but vectorised: 9 s instead of 124 s for 128 Gaussians on 49k frames)."""
     # Contiguous chunks (not scattered frames) so the transitions are learned from real sequences.
     if len(frames) > max_frames:
         start = np.random.default_rng(seed).integers(0, len(frames) - max_frames)
         frames = frames[start : start + max_frames]
+    if n_states == 1:
+        from sklearn.mixture import GaussianMixture
+
+        gmm = GaussianMixture(n_mix, covariance_type="diag", max_iter=n_iter, random_state=seed,
+                              reg_covar=1e-3)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # 15 iterations rarely reach sklearn's tolerance; enough here
+            gmm.fit(frames)
+        return GaussianMixtureHMM(np.ones(1), np.ones((1, 1)), gmm.weights_[None], gmm.means_[None],
+                                  gmm.covariances_[None], "filler")
     model = hmm.GMMHMM(n_states, n_mix=n_mix, covariance_type="diag", n_iter=n_iter, random_state=seed,
                        min_covar=1e-3)
     with warnings.catch_warnings():
@@ -189,7 +201,7 @@ def recall_of(found, streams, names, hop: int, win: int, rate: int) -> dict[str,
 
 def train_spotter(keywords: list[str], out, seed: int = 0, train_seconds: float = 900.0,
                   calib_seconds: float = 900.0, target_fa_per_hour: float = 5.0,
-                  n_per_keyword: int = 150, n_mix: int = 3, filler_states: int = 1, filler_mix: int = 64,
+                  n_per_keyword: int = 200, n_mix: int = 6, filler_states: int = 1, filler_mix: int = 128,
                   progress=print) -> dict:
     """The full recipe; writes the model directory `out` and returns a report of what it measured."""
     from pathlib import Path
@@ -259,7 +271,7 @@ def cmd_train_hmm(args) -> int:
 
         raise RtAudioError(f"{out}: exists and is not a directory")
     t0 = time.monotonic()
-    seconds = args.train_seconds or min(1800.0, 150.0 * len(keywords))
+    seconds = args.train_seconds or min(3000.0, 300.0 * len(keywords))
     cfg = train_spotter(keywords, out, seed=args.seed, train_seconds=seconds,
                         calib_seconds=args.calib_seconds, target_fa_per_hour=args.target_fa,
                         progress=lambda m: print(f"train-hmm: {m}", flush=True))
