@@ -29,3 +29,36 @@ def test_filler_learns_the_density_of_its_frames(n_states):
     # within 0.05 nats per frame of the true density (one Gaussian instead of two: 3.4 nats worse)
     assert abs(got - _true_loglik(test).mean()) < 0.05
     assert model.name == "filler" and model.n_states == n_states
+
+
+def _tone_corpus():
+    from rtaudio.kws.data import Corpus
+
+    t = np.arange(8000) / 16000
+    tone = lambda hz: (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)  # noqa: E731
+    return Corpus(["a"], [[tone(300)]], [tone(500)], [np.tile(tone(700), 4)])
+
+
+def test_clean_calibration_streams_have_no_noise():
+    """The clean calibration set: held-out speech at a random level, silences left silent (thresholds
+    must hold on clean input too, where speech scores higher against the filler)."""
+    from rtaudio.hmm.train import make_streams
+
+    corpus = _tone_corpus()
+    aug = make_streams(corpus, 7, 60.0, chunk=10.0, p_kw=0.0)
+    clean = make_streams(corpus, 7, 60.0, chunk=10.0, p_kw=0.0, clean=True)
+    assert len(clean) == len(aug) == 6
+    for yc, spans_c in clean:
+        assert len(yc) == 160_000
+        peak_db = 20 * np.log10(np.max(np.abs(yc)))
+        assert -35.01 <= peak_db <= -0.99
+        gaps = np.ones(len(yc), bool)
+        for s in spans_c:
+            gaps[s.start : s.end] = False
+        gaps[spans_c[-1].end :] = False  # a word cut by the chunk's end has no span
+        assert np.all(yc[gaps] == 0)  # no noise added
+    for ya, spans_a in aug:
+        gaps = np.ones(len(ya), bool)
+        for s in spans_a:
+            gaps[s.start : s.end] = False
+        assert np.any(ya[gaps] != 0)  # the augmented streams do have noise or reverberation there
