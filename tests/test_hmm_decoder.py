@@ -119,4 +119,7 @@ def test_streaming_spotter_equals_offline(cuts):
         dets += d
         i += c
     np.testing.assert_allclose(np.concatenate(outs), s_whole, atol=1e-9)
-    assert dets == d_whole
+    # the same detections; scores to float tolerance (the emissions are matrix products, whose
+    # rounding depends on how many frames a push holds)
+    assert [(d.keyword, d.frame, d.start) for d in dets] == [(d.keyword, d.frame, d.start) for d in d_whole]
+    np.testing.assert_allclose([d.score for d in dets], [d.score for d in d_whole], rtol=1e-12, atol=1e-12)
