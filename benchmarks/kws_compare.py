@@ -19,14 +19,15 @@ BUDGETS = (10, 30, 100, 300)
 CALIBRATED = "classifier calibrated"
 
 
-def load_rows(files: str) -> list[dict]:
+def load_rows(files: str, detector: str = "classifier") -> list[dict]:
+    """The rows of comma-separated kws.py --json files whose detector starts with `detector`."""
     rows: list[dict] = []
     for f in files.split(","):
         try:
             rows += json.loads(Path(f).read_text())["rows"]
         except (OSError, ValueError, KeyError) as e:
-            raise SystemExit(f"kws_compare: {f}: not a benchmarks/kws.py --json file ({e})") from None
-    return [r for r in rows if r["detector"].startswith("classifier")]
+            raise SystemExit(f"{f}: not a benchmarks/kws.py --json file ({e})") from None
+    return [r for r in rows if r["detector"].startswith(detector)]
 
 
 def best_within(rows: list[dict], budget: float) -> float:

@@ -17,11 +17,10 @@ conditions or other operating points of the same streams add up). Printed:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
 
-BUDGETS = (10, 30, 100, 300)
+from kws_compare import BUDGETS, best_within, load_rows
+
 SINGLES = ("classifier", "hmm")
 
 
@@ -29,24 +28,10 @@ def family(det: str) -> str:
     return det.split(" ")[0]
 
 
-def load_rows(files: list[str]) -> list[dict]:
-    rows: list[dict] = []
-    for f in files:
-        try:
-            rows += json.loads(Path(f).read_text())["rows"]
-        except (OSError, ValueError, KeyError) as e:
-            raise SystemExit(f"kws_detectors: {f}: not a benchmarks/kws.py --json file ({e})") from None
-    return [r for r in rows if not r["condition"].startswith("kw-free")]
-
-
-def best_within(points: list[tuple[float, float]], budget: float) -> float:
-    return max([r for r, fa in points if fa <= budget] or [0.0])
-
-
-def hull_fa(points: list[tuple[float, float]], recall: float) -> float:
+def hull_fa(rows: list[dict], recall: float) -> float:
     """Fewest false accepts per hour that reach `recall` by switching between two operating points
     (or with one): the lower ROC convex hull at that recall. inf when no point reaches it."""
-    pts = [(0.0, 0.0), *points]
+    pts = [(0.0, 0.0), *((r["recall"], r["fa_per_hour"]) for r in rows)]
     best = min([fa for r, fa in pts if r >= recall] or [float("inf")])
     for ra, fa_a in pts:
         for rb, fa_b in pts:
@@ -58,35 +43,33 @@ def hull_fa(points: list[tuple[float, float]], recall: float) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="+", help="benchmarks/kws.py --json files")
-    rows = load_rows(ap.parse_args(argv).files)
-    pts: dict[str, dict[str, list[tuple[float, float]]]] = {}
-    for r in rows:
-        pts.setdefault(r["condition"], {}).setdefault(family(r["detector"]), []).append(
-            (r["recall"], r["fa_per_hour"])
-        )
+    files = ",".join(ap.parse_args(argv).files)
+    pts: dict[str, dict[str, list[dict]]] = {}  # condition -> detector family -> rows
+    for r in load_rows(files, detector=""):
+        if not r["condition"].startswith("kw-free"):
+            pts.setdefault(r["condition"], {}).setdefault(family(r["detector"]), []).append(r)
     head = " / ".join(f"<={b}" for b in BUDGETS)
     print(f"1. best recall within {head} FA/h")
     for cond, fams in pts.items():
         for fam, p in fams.items():
             print(f"{cond:14s} {fam:16s} " + " / ".join(f"{best_within(p, b):.2f}" for b in BUDGETS))
     print("\n2. HMM vs PocketSphinx, best recall within each budget ('<': a cell the HMM loses)")
-    lost = 0
+    lost = compared = 0
     for cond, fams in pts.items():
         if "hmm" not in fams or "pocketsphinx" not in fams:
             continue
+        compared += 1
         cells = []
         for b in BUDGETS:
             h, s = best_within(fams["hmm"], b), best_within(fams["pocketsphinx"], b)
             lost += h < s
             cells.append(f"{h:.2f} vs {s:.2f}{' <' if h < s else '  '}")
         print(f"{cond:14s} " + "  ".join(cells))
-    if any("hmm" in f and "pocketsphinx" in f for f in pts.values()):
-        print(f"HMM below PocketSphinx in {lost} cells")
-    else:
-        print("(no condition has both HMM and PocketSphinx rows)")
+    print(f"HMM below PocketSphinx in {lost} cells" if compared else "(no condition has both HMM and "
+          "PocketSphinx rows)")
     print("\n3. fusion vs the better single detector at equal recall (FA/h on each ROC hull, ratio)")
     for cond, fams in pts.items():
-        fusion = [p for fam, ps in fams.items() if fam.startswith("fusion") for p in ps]
+        fusion = [r for fam, rs in fams.items() if fam.startswith("fusion") for r in rs]
         singles = {f: fams[f] for f in SINGLES if f in fams}
         if not fusion or not singles:
             continue

@@ -103,18 +103,13 @@ def make_streams(corpus, seed: int, seconds: float, chunk: float = 30.0, p_kw: f
                  clean: bool = False):
     """Augmented continuous streams (each `chunk` s, one acoustic condition each). `clean`: no
     reverb, filter or noise, only a random level (peak -35 to -1 dBFS)."""
-    from ..kws.data import augment, make_stream
+    from ..kws.data import augment, make_stream, random_level
 
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(max(1, int(round(seconds / chunk)))):
         y, spans = make_stream(corpus, rng, chunk, p_kw=p_kw)
-        if clean:
-            peak = max(float(np.max(np.abs(y))), 1e-9)
-            y = (y * (10 ** (rng.uniform(-35, -1) / 20) / peak)).astype(np.float32)
-        else:
-            y = augment(y, spans, rng, corpus.sent)
-        out.append((y, spans))
+        out.append((random_level(y, rng) if clean else augment(y, spans, rng, corpus.sent), spans))
     return out
 
 

@@ -274,6 +274,12 @@ def mic_filter(rng: np.random.Generator) -> np.ndarray:
     return np.vstack([hp, lp])
 
 
+def random_level(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`y` scaled to a random peak level between -35 and -1 dBFS (unchanged if silent)."""
+    peak = float(np.max(np.abs(y))) if y.size else 0.0
+    return y * np.float32(10 ** (rng.uniform(-35, -1) / 20) / peak) if peak > 0 else y
+
+
 def augment(
     y: np.ndarray, spans: list[Span], rng: np.random.Generator, sentences: list[np.ndarray]
 ) -> np.ndarray:
@@ -287,9 +293,7 @@ def augment(
     if rng.random() < 0.75:
         kind = ("white", "pink", "brown", "babble")[rng.integers(4)]
         y = add_noise(y, make_noise(rng, len(y), kind, sentences), float(rng.uniform(2, 30)), spans)
-    peak = float(np.max(np.abs(y))) if y.size else 0.0
-    if peak > 0:
-        y = y * np.float32(10 ** (rng.uniform(-35, -1) / 20) / peak)
+    y = random_level(y, rng)
     floor = colored_noise(rng, len(y), "white") * np.float32(10 ** (rng.uniform(-90, -65) / 20))
     return np.clip(y + floor, -1, 1).astype(np.float32)
 
