@@ -103,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--window", type=float, default=0.3, help="s of HMM scores looked back over")
     ap.add_argument("--clip", type=float, default=10.0, help="HMM margin clipped to +-this")
     ap.add_argument("--json", default=None, help="write the rows here")
+    ap.add_argument("--model", default=None, help="classifier model directory (default: the shipped one)")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
-    net, cfg = models.load(None)
+    net, cfg = models.load(args.model)
     keywords = cfg["keywords"]
     n_kw = len(keywords)
     stride = int(cfg.get("stride", 1))
@@ -128,6 +129,9 @@ def main(argv: list[str] | None = None) -> int:
         scored = []
         for y in ys:
             post = posteriors_offline(net, cfg, y)
+            if all(w == 0 for w in weights):  # the classifier alone: the HMM's scores do not matter
+                scored.append((post, np.zeros((len(post), n_kw)), np.zeros(n_kw)))
+                continue
             h, thr = hmm_scores(y)
             scored.append((post, hmm_at_steps(h, len(post), stride, window), thr))
         for w in weights:

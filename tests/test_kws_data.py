@@ -125,3 +125,30 @@ def test_frame_labels():
     on_late = np.flatnonzero(late == 3 + 2)
     assert ends[on_late[0]] >= 24000 + 2400 and on_late[-1] == on[-1]
     assert (late[(ends > 16000) & (ends < 24000 + 2400)] == D.IGNORE).all()
+
+
+def test_near_misses_are_assigned_to_the_keyword_they_sound_like():
+    kws = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+    got = D.near_miss_keywords(["downtown", "town", "often", "office", "shop", "stopped", "nobody"], kws)
+    assert {w: kws[i] for w, i in got.items()} == {
+        "downtown": "down", "town": "down", "often": "off", "office": "off", "shop": "stop",
+        "stopped": "stop", "nobody": "no",
+    }  # fmt: skip
+
+
+def test_frame_labels_of_near_miss_classes():
+    """With near classes, a near miss of keyword k is labelled near:k on exactly the frames keyword k
+    would be labelled; without them (the default) it is ordinary speech."""
+    cfg = FeatureConfig()
+    n_kw = 10
+    near = [D.Span("neg", -1, 1600, 8000, near=3), D.Span("neg", -1, 12000, 14000)]
+    as_kw = [D.Span("kw", 3, 1600, 8000), D.Span("neg", -1, 12000, 14000)]
+    plain = D.frame_labels(near, 300, cfg)
+    lab = D.frame_labels(near, 300, cfg, near_offset=2 + n_kw)
+    kw = D.frame_labels(as_kw, 300, cfg)
+    assert not (plain >= 2).any()
+    np.testing.assert_array_equal(lab == 2 + n_kw + 3, kw == 2 + 3)
+    changed = lab != plain
+    assert changed.any() and (lab[changed] == 2 + n_kw + 3).all()
+    names = D.class_names(["a", "b"], near_classes=True)
+    assert names == ["_silence_", "_unknown_", "a", "b", "near:a", "near:b"]

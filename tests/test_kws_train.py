@@ -79,6 +79,23 @@ def test_smoke_train_two_keywords(tmp_path, arch):
     assert model.training is False
 
 
+def test_smoke_train_with_near_miss_classes(tmp_path):
+    """`train --near-classes`: one more output per keyword; the stage and its decisions still read
+    only the keyword columns."""
+    torch.set_num_threads(1)
+    out = tmp_path / "near"
+    kws = ["lights on", "lights off"]
+    cfg = train(kws, out, seed=1, minutes=0.05, corpus_scale=0.02, near_classes=True, log=lambda m: None)
+    assert cfg["classes"] == ["_silence_", "_unknown_", *kws, "near:lights on", "near:lights off"]
+    assert cfg["training"]["near_classes"] is True and len(cfg["decision"]["thresholds"]) == 2
+    model, _ = models.load(out)
+    assert model.out.out_features == 6
+    stage = KeywordSpotter(model=str(out))
+    stage.setup(AudioFormat(16000, 1, 4096))
+    x = np.random.default_rng(0).standard_normal((8000, 1)).astype(np.float32) * 0.1
+    assert stage.run(x) is x
+
+
 def test_false_accept_budget_goes_where_it_buys_most_hits():
     fa = np.array([[3, 1, 0, 0], [2, 2, 1, 0]])
     hits = np.array([[5, 4, 2, 1], [6, 5, 5, 1]])

@@ -29,8 +29,11 @@ LABEL_BEFORE_END = -0.05  # s: keyword label starts this long before the word's 
 LABEL_AFTER_END = 0.35  # s: ... and lasts until this long after it
 
 
-def class_names(keywords: list[str]) -> list[str]:
-    return ["_silence_", "_unknown_", *keywords]
+def class_names(keywords: list[str], near_classes: bool = False) -> list[str]:
+    """[_silence_, _unknown_, keywords...] and with `near_classes` one "near:<keyword>" per keyword
+    after them (near misses of that keyword; the decision layer reads only the keyword columns)."""
+    near = [f"near:{k}" for k in keywords] if near_classes else []
+    return ["_silence_", "_unknown_", *keywords, *near]
 
 
 def parse_keywords(text: str | list[str]) -> list[str]:
@@ -81,6 +84,44 @@ def near_misses(keywords: list[str]) -> list[str]:
     return without_homophones(sorted(c for c in cands if c not in kws), keywords)
 
 
+def _edit_distance(a: str, b: str) -> int:
+    d = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, d[0] = d[0], i
+        for j, cb in enumerate(b, 1):
+            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (ca != cb))
+    return d[-1]
+
+
+def near_miss_keywords(words: list[str], keywords: list[str]) -> dict[str, int]:
+    """For each near-miss word, the index of the keyword it is a near miss of: the first keyword
+    whose phonemes occur in the word's ("town" -> down), else the first whose text does ("office" ->
+    off), else the one of least normalised phoneme edit distance (ties: longer common ending, then
+    keyword order)."""
+    kp = [phonemes(k) or k for k in keywords]
+
+    def suffix(a: str, b: str) -> int:
+        n = 0
+        while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
+            n += 1
+        return n
+
+    def nearest(word: str) -> int:
+        pw = phonemes(word) or word
+        for i, p in enumerate(kp):
+            if p in pw:
+                return i
+        for i, k in enumerate(keywords):
+            if k in word:
+                return i
+        return min(
+            range(len(keywords)),
+            key=lambda j: (_edit_distance(pw, kp[j]) / max(len(pw), len(kp[j]), 1), -suffix(pw, kp[j]), j),
+        )
+
+    return {w: nearest(w) for w in dict.fromkeys(words)}
+
+
 def filler_vocab(keywords: list[str]) -> dict[str, list[str]]:
     """Sentence vocabulary without any single-word keyword."""
     banned = {k for k in keywords if " " not in k}
@@ -125,6 +166,7 @@ class Corpus:
     neg: list[np.ndarray]
     sent: list[np.ndarray]
     voices: dict[str, int] = field(default_factory=dict)  # engine -> clip count
+    neg_near: list[int] = field(default_factory=list)  # per `neg` clip: keyword it is a near miss of, or -1
 
 
 def build_corpus(
@@ -141,13 +183,17 @@ def build_corpus(
     `p_near`: the share of the other words that are near misses ("stopped", "downtown")."""
     rng = np.random.default_rng(seed)
     nm, neg_words = near_misses(keywords), negative_words(keywords)
+    near_of_word = near_miss_keywords(nm, keywords)
     vocab = filler_vocab(keywords)
     reqs: list[tuple[Voice, str]] = []
+    near_of: list[int] = []  # per other-word request: keyword index if drawn from the near misses
     for k in keywords:
         reqs += [(voice_fn(rng), k) for _ in range(n_per_keyword)]
     for _ in range(n_neg):
-        pool = nm if rng.random() < p_near else neg_words
+        is_near = rng.random() < p_near
+        pool = nm if is_near else neg_words
         reqs.append((voice_fn(rng), pool[rng.integers(len(pool))]))
+        near_of.append(near_of_word[reqs[-1][1]] if is_near else -1)
     for _ in range(n_sent):
         reqs.append((voice_fn(rng), random_sentence(rng, vocab, keywords)))
     if progress:
@@ -164,9 +210,11 @@ def build_corpus(
     for k, clips in zip(keywords, kw, strict=True):
         if len(clips) < 0.8 * n_per_keyword:
             raise RtAudioError(f"keyword {k!r}: the TTS voices produced no audible speech for it")
-    neg = [a for a in audio[nk : nk + n_neg] if len(a) >= 0.05 * RATE]
+    keep = [i for i, a in enumerate(audio[nk : nk + n_neg]) if len(a) >= 0.05 * RATE]
+    neg = [audio[nk + i] for i in keep]
+    neg_near = [near_of[i] for i in keep]
     sent = [a for a in audio[nk + n_neg :] if len(a) >= 0.2 * RATE]
-    return Corpus(list(keywords), kw, neg, sent, counts)
+    return Corpus(list(keywords), kw, neg, sent, counts, neg_near)
 
 
 # -- continuous streams -------------------------------------------------------------------------
@@ -176,6 +224,7 @@ class Span:
     label: int  # keyword index for "kw", else -1
     start: int  # samples
     end: int
+    near: int = -1  # "neg": the keyword index it is a near miss of (-1: none)
 
 
 def speed_perturb(y: np.ndarray, factor: float) -> np.ndarray:
@@ -199,12 +248,15 @@ def make_stream(
         parts.append(np.zeros(gap, np.float32))
         pos += gap
         u = rng.random()
+        near = -1
         if u < p_kw:
             label = int(rng.integers(len(corpus.kw)))
             clips = corpus.kw[label]
             y, kind = clips[rng.integers(len(clips))], "kw"
         elif u < p_kw + (1 - p_kw) * 0.55:
-            y, kind, label = corpus.neg[rng.integers(len(corpus.neg))], "neg", -1
+            j = int(rng.integers(len(corpus.neg)))
+            y, kind, label = corpus.neg[j], "neg", -1
+            near = corpus.neg_near[j] if corpus.neg_near else -1
         else:
             y, kind, label = corpus.sent[rng.integers(len(corpus.sent))], "sent", -1
             if len(y) > 3 * RATE and rng.random() < 0.5:  # a piece of a long sentence
@@ -212,7 +264,7 @@ def make_stream(
                 y = y[a : a + int(rng.uniform(1.5, 3.0) * RATE)]
         y = speed_perturb(y, float(rng.uniform(0.9, 1.1))) * np.float32(10 ** (rng.uniform(-6, 6) / 20))
         parts.append(y)
-        spans.append(Span(kind, label, pos, pos + len(y)))
+        spans.append(Span(kind, label, pos, pos + len(y), near))
         pos += len(y)
     return np.concatenate(parts)[:total], [s for s in spans if s.end <= total]
 
@@ -299,7 +351,11 @@ def augment(
 
 
 def frame_labels(
-    spans: list[Span], n_frames: int, cfg: FeatureConfig, before_end: float = LABEL_BEFORE_END
+    spans: list[Span],
+    n_frames: int,
+    cfg: FeatureConfig,
+    before_end: float = LABEL_BEFORE_END,
+    near_offset: int | None = None,
 ) -> np.ndarray:
     """Per-frame class targets. Frame t has seen samples up to t*hop + win (its end). Speech frames
     are unknown; a keyword's class runs from `before_end` s before its end (< 0: after it) to
@@ -308,6 +364,13 @@ def frame_labels(
     lab = np.full(n_frames, SILENCE, np.int64)
     for s in spans:
         lab[(ends > s.start) & (ends - cfg.win < s.end)] = UNKNOWN
+    for s in spans:
+        if near_offset is not None and s.kind == "neg" and s.near >= 0:
+            # a near miss of keyword k: class near:k (index near_offset + k) on the frames where
+            # keyword k would have its label; the frames before stay unknown
+            a = s.end - int(before_end * cfg.rate)
+            b = s.end + int(LABEL_AFTER_END * cfg.rate)
+            lab[(ends >= a) & (ends <= b)] = near_offset + s.near
     for s in spans:
         if s.kind != "kw":
             continue

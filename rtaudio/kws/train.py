@@ -78,6 +78,7 @@ def make_streams(
     mean_norm_s: float = 0.0,
     before_end: float = LABEL_BEFORE_END,
     p_abut: float = 0.15,
+    near_offset: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(n_streams, frames, dim) features and (n_streams, frames) labels of augmented streams."""
     feats, labs = [], []
@@ -90,7 +91,7 @@ def make_streams(
             warp = float(rng.uniform(0.88, 1.12)) if vtlp and rng.random() < 0.7 else 1.0
             f = FeatureExtractor(cfg, warp).compute(y)
             fs.append(f)
-            ls.append(frame_labels(spans, len(f), cfg, before_end))
+            ls.append(frame_labels(spans, len(f), cfg, before_end, near_offset))
         f = np.concatenate(fs)
         if mean_norm_s > 0:  # over the whole stream, as it runs live
             f = RunningMeanNorm(mean_norm_s, cfg.hop / cfg.rate).push(f)
@@ -139,16 +140,22 @@ def keyword_regions(tgt: np.ndarray) -> np.ndarray:
     return np.where(idx < ends[:, None], idx, -1).astype(np.int64)
 
 
-def max_pool_loss(logits: torch.Tensor, tgt: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def max_pool_loss(
+    logits: torch.Tensor, tgt: torch.Tensor, weight: torch.Tensor, n_kw: int | None = None
+) -> torch.Tensor:
     """Cross-entropy on the non-keyword steps, and for each keyword's run of labelled steps only on
     its most confident step (max-pooling loss, Sun et al. 2016): the model chooses when within the
     run it fires, e.g. late enough to have heard that "down" is not "downtown"."""
     logp = logits.reshape(-1, logits.shape[-1]).log_softmax(-1)
     flat_tgt = tgt.reshape(-1)
-    other = flat_tgt.masked_fill(flat_tgt >= 2, IGNORE)
+    is_kw = flat_tgt >= 2
+    if n_kw is not None:  # near-miss classes (after the keywords) get plain cross-entropy
+        is_kw &= flat_tgt < 2 + n_kw
+    other = flat_tgt.masked_fill(is_kw, IGNORE)
     losses = nn.functional.nll_loss(logp, other, weight=weight, ignore_index=IGNORE, reduction="sum")
     count = weight[other[other != IGNORE]].sum()
-    regions = torch.from_numpy(keyword_regions(tgt.numpy()))
+    kw_tgt = tgt if n_kw is None else tgt.masked_fill(tgt >= 2 + n_kw, 1)
+    regions = torch.from_numpy(keyword_regions(kw_tgt.numpy()))
     if len(regions):
         idx = regions.clamp(min=0)
         lab = flat_tgt[idx[:, 0]]
@@ -166,6 +173,7 @@ def train_gru(
     chunk: int = 201,
     loss: str = "ce",
     lr: float = LR,
+    n_kw: int | None = None,
 ) -> None:
     """Truncated back-propagation through long streams: the state is carried from chunk to chunk
     (detached), as it is carried live. The target of a group of stacked frames is its last frame's.
@@ -175,9 +183,10 @@ def train_gru(
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
     t0 = time.monotonic()
     bar = Bar("training", budget_s)
-    epoch = 0
+    epoch = steps = 0
     n_cls = model.out.out_features
-    weight = torch.tensor([1.0, 1.0] + [KEYWORD_WEIGHT] * (n_cls - 2))
+    n_kw = n_cls - 2 if n_kw is None else n_kw  # classes after the keywords: near misses, weight 1
+    weight = torch.tensor([1.0, 1.0] + [KEYWORD_WEIGHT] * n_kw + [1.0] * (n_cls - 2 - n_kw))
     lossf = nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE)
     while time.monotonic() - t0 < budget_s:
         x, y = data_fn(epoch)
@@ -195,15 +204,16 @@ def train_gru(
             state = state.detach()
             tgt = y[:, a + k - 1 : a + chunk : k]
             if loss == "maxpool":
-                step_loss = max_pool_loss(logits, tgt, weight)
+                step_loss = max_pool_loss(logits, tgt, weight, n_kw)
             else:
                 step_loss = lossf(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
             opt.zero_grad()
             step_loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             opt.step()
+            steps += 1
             losses.append(step_loss.item())
-            m = tgt >= 2
+            m = (tgt >= 2) & (tgt < 2 + n_kw)
             correct += int((logits.argmax(-1)[m] == tgt[m]).sum())
             count += int(m.sum())
             bar.update(
@@ -212,6 +222,7 @@ def train_gru(
             )
         epoch += 1
     bar.update(budget_s, f"{epoch} epochs")
+    log(f"training: {steps} steps, {epoch} epochs in {time.monotonic() - t0:.0f} s")
 
 
 def train_cnn(model: models.DSCNN, data_fn, budget_s: float, log=print, batch: int = 96) -> None:
@@ -453,11 +464,14 @@ def train(
     loss: str = "ce",
     init_from: Path | None = None,
     lr: float = LR,
+    near_classes: bool = False,
     log=print,
 ) -> dict[str, Any]:
     """Train, calibrate and save a model for `keywords`; returns its config. `other_words` clips
     of non-keywords (at corpus_scale 1), a share `p_near` of them near misses. `init_from`: a
-    trained GRU of the same keywords and features to continue from (fine-tuning)."""
+    trained GRU of the same keywords and features to continue from (fine-tuning). `near_classes`:
+    one extra output class per keyword, "near:<keyword>", for its near misses (labelled where the
+    keyword would be); ignored by the decision layer."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     t0 = time.monotonic()
@@ -503,7 +517,7 @@ def train(
         "arch_params": arch_params,
         "features": feats.to_dict(),
         "keywords": keywords,
-        "classes": class_names(keywords),
+        "classes": class_names(keywords, near_classes),
         "stride": STACK,
         "mean_norm_s": MEAN_NORM_S,
         "keyword_seconds": durations,
@@ -522,6 +536,7 @@ def train(
             "other_words": other_words,
             "loss": loss,
             "init_from": str(init_from) if init_from else None,
+            "near_classes": near_classes,
         },
     }
     model = models.build(config)
@@ -536,7 +551,15 @@ def train(
         1,
         mp_context=mp.get_context("spawn"),
         initializer=_init_pool_maker,
-        initargs=(corpus, feats, {"before_end": label_before_end, "p_abut": p_abut}),
+        initargs=(
+            corpus,
+            feats,
+            {
+                "before_end": label_before_end,
+                "p_abut": p_abut,
+                "near_offset": 2 + len(keywords) if near_classes else None,
+            },
+        ),
     )
     pending: dict[int, Future] = {}
 
@@ -560,7 +583,7 @@ def train(
     budget = max(5.0, minutes * 60 - (time.monotonic() - t0) - reserve)
     try:
         if arch == "gru":
-            train_gru(model, data_fn, budget, log, loss=loss, lr=lr)
+            train_gru(model, data_fn, budget, log, loss=loss, lr=lr, n_kw=len(keywords))
         else:
             train_cnn(model, data_fn, budget, log)
     finally:
@@ -589,7 +612,8 @@ def recalibrate(
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """CLI entry: args.keywords (str), args.out (dir), args.seed, args.minutes, args.model ('cnn'|'gru')."""
+    """CLI entry: args.keywords (str), args.out (dir), args.seed, args.minutes, args.model ('cnn'|'gru'),
+    args.near_classes."""
     torch.set_num_threads(max(1, int(getattr(args, "threads", 0) or torch.get_num_threads())))
     kw_text = getattr(args, "keywords", None)
     keywords = parse_keywords(kw_text if kw_text is not None else ",".join(DEFAULT_KEYWORDS))
@@ -603,6 +627,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     if minutes <= 0:
         raise RtAudioError(f"--minutes must be positive, got {minutes}")
     seed = int(getattr(args, "seed", None) or 0)
-    config = train(keywords, out, seed, minutes, arch, log=lambda m: print(m, file=sys.stderr))
+    near = bool(getattr(args, "near_classes", False))
+    config = train(
+        keywords, out, seed, minutes, arch, near_classes=near, log=lambda m: print(m, file=sys.stderr)
+    )
     print(json.dumps({"model": str(out), "keywords": keywords, "calibration": config["calibration"]}))
     return 0
