@@ -166,7 +166,15 @@ class Corpus:
     neg: list[np.ndarray]
     sent: list[np.ndarray]
     voices: dict[str, int] = field(default_factory=dict)  # engine -> clip count
-    neg_near: list[int] = field(default_factory=list)  # per `neg` clip: keyword it is a near miss of, or -1
+    neg_near_words: list[str] = field(default_factory=list)  # per `neg` clip: the near miss, or ""
+    # per `neg` clip: the keyword it is a near miss of, or -1; empty unless `label_near_misses` ran
+    neg_near: list[int] = field(default_factory=list)
+
+    def label_near_misses(self) -> None:
+        """Fill `neg_near` (for near-miss classes; espeak-ng is asked once per distinct word)."""
+        words = [w for w in self.neg_near_words if w]
+        index = near_miss_keywords(words, self.keywords)
+        self.neg_near = [index[w] if w else -1 for w in self.neg_near_words]
 
 
 def build_corpus(
@@ -183,17 +191,16 @@ def build_corpus(
     `p_near`: the share of the other words that are near misses ("stopped", "downtown")."""
     rng = np.random.default_rng(seed)
     nm, neg_words = near_misses(keywords), negative_words(keywords)
-    near_of_word = near_miss_keywords(nm, keywords)
     vocab = filler_vocab(keywords)
     reqs: list[tuple[Voice, str]] = []
-    near_of: list[int] = []  # per other-word request: keyword index if drawn from the near misses
+    near_words: list[str] = []  # per other-word request: the word if drawn from the near misses
     for k in keywords:
         reqs += [(voice_fn(rng), k) for _ in range(n_per_keyword)]
     for _ in range(n_neg):
         is_near = rng.random() < p_near
         pool = nm if is_near else neg_words
         reqs.append((voice_fn(rng), pool[rng.integers(len(pool))]))
-        near_of.append(near_of_word[reqs[-1][1]] if is_near else -1)
+        near_words.append(reqs[-1][1] if is_near else "")
     for _ in range(n_sent):
         reqs.append((voice_fn(rng), random_sentence(rng, vocab, keywords)))
     if progress:
@@ -212,9 +219,9 @@ def build_corpus(
             raise RtAudioError(f"keyword {k!r}: the TTS voices produced no audible speech for it")
     keep = [i for i, a in enumerate(audio[nk : nk + n_neg]) if len(a) >= 0.05 * RATE]
     neg = [audio[nk + i] for i in keep]
-    neg_near = [near_of[i] for i in keep]
+    neg_near_words = [near_words[i] for i in keep]
     sent = [a for a in audio[nk + n_neg :] if len(a) >= 0.2 * RATE]
-    return Corpus(list(keywords), kw, neg, sent, counts, neg_near)
+    return Corpus(list(keywords), kw, neg, sent, counts, neg_near_words)
 
 
 # -- continuous streams -------------------------------------------------------------------------

@@ -506,6 +506,8 @@ def train(
         max(5, int(100 * corpus_scale)),
         progress=log,
     )
+    if near_classes:
+        corpus.label_near_misses()
     log(f"corpus ready in {time.monotonic() - t0:.0f} s: voices {corpus.voices}")
     feats = FeatureConfig()
     durations = {
