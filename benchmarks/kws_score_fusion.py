@@ -19,7 +19,7 @@ within each budget (ratio to the classifier's own; #6's fusion goal is <= 0.5). 
 one seed (e.g. --seed 778) and read it on the benchmark's (777): thresholds chosen on the streams
 they are scored on flatter the result.
 
-    python benchmarks/kws_score_fusion.py --seed 778 --weights 0,0.25,0.5,1   # ~15 min on 2 cores
+    python benchmarks/kws_score_fusion.py --seed 778 --weights 0,0.25,0.5,1   # ~15 min (one core)
 """
 
 from __future__ import annotations
@@ -51,14 +51,17 @@ FLOOR = -50.0  # HMM scores below this (no keyword path of a valid length) are c
 HMM_LAG = 2 * DELTA_N  # frames the HMM front end lags behind the audio
 
 
-def hmm_scores(y: np.ndarray, model: str = "") -> tuple[np.ndarray, np.ndarray]:
+def hmm_scores(y: np.ndarray, keywords: list[str], model: str = "") -> tuple[np.ndarray, np.ndarray]:
     """The HMM's per-frame keyword scores (T, K), never firing (a firing restarts the keyword's
-    paths), and its calibrated thresholds (K,)."""
+    paths), and its calibrated thresholds (K,), its columns in the order of `keywords`."""
     spotter, frontend, _ = load_spotter(Path(model) if model else HMM_MODEL)
+    if sorted(spotter.names) != sorted(keywords):
+        raise SystemExit(f"kws_score_fusion: the HMM spots {spotter.names}, the classifier {keywords}")
+    order = [spotter.names.index(k) for k in keywords]
     thresholds = spotter.thresholds.copy()
     spotter.thresholds[:] = np.inf
     scores, _ = spotter.push(frontend.push(y))
-    return np.maximum(scores, FLOOR), thresholds
+    return np.maximum(scores, FLOOR)[:, order], thresholds[order]
 
 
 def hmm_at_steps(scores: np.ndarray, n_steps: int, stride: int, window: int) -> np.ndarray:
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             if all(w == 0 for w in weights):  # the classifier alone: the HMM's scores do not matter
                 scored.append((post, np.zeros((len(post), n_kw)), np.zeros(n_kw)))
                 continue
-            h, thr = hmm_scores(y)
+            h, thr = hmm_scores(y, keywords)
             scored.append((post, hmm_at_steps(h, len(post), stride, window), thr))
         for w in weights:
             fused = [fuse_scores(p, h, thr, w, args.clip) for p, h, thr in scored]

@@ -136,6 +136,14 @@ def test_near_misses_are_assigned_to_the_keyword_they_sound_like():
     }  # fmt: skip
 
 
+def test_near_misses_of_phrases_go_by_the_words_that_tell_the_phrases_apart():
+    kws = ["lights on", "lights off"]
+    got = D.near_miss_keywords(["often", "office", "only", "onto"], kws)
+    assert {w: kws[i] for w, i in got.items()} == {
+        "often": "lights off", "office": "lights off", "only": "lights on", "onto": "lights on",
+    }  # fmt: skip
+
+
 def test_frame_labels_of_near_miss_classes():
     """With near classes, a near miss of keyword k is labelled near:k on exactly the frames keyword k
     would be labelled; without them (the default) it is ordinary speech."""

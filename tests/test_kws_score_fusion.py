@@ -36,6 +36,19 @@ def test_hmm_at_steps_is_the_max_over_the_frames_available_then(frames, window, 
         np.testing.assert_array_equal(got[j], want)
 
 
+def test_the_hmm_front_end_lags_by_hmm_lag_frames():
+    """What hmm_at_steps assumes: after N samples the HMM has frames up to the classifier's
+    frame count minus HMM_LAG (same hop and window)."""
+    from rtaudio.hmm.stage import DEFAULT_MODEL, load_spotter
+
+    _, frontend, _ = load_spotter(DEFAULT_MODEL)
+    y = np.random.default_rng(0).standard_normal(16000).astype(np.float32) * 0.1
+    for n in (400, 2000, 2003, 16000):
+        frontend.reset()
+        full_frames = (n - 400) // 160 + 1  # frames whose 400-sample window is in
+        assert frontend.push(y[:n]).shape[0] == max(0, full_frames - sf.HMM_LAG)
+
+
 def test_weight_zero_is_the_classifier_alone_and_the_hmm_margin_moves_the_logit():
     rng = np.random.default_rng(0)
     post = rng.dirichlet(np.ones(5), size=20).astype(np.float32)  # silence, unknown, 3 keywords

@@ -96,6 +96,12 @@ def test_smoke_train_with_near_miss_classes(tmp_path):
     assert stage.run(x) is x
 
 
+def test_near_classes_are_for_the_gru_only(tmp_path):
+    with pytest.raises(RtAudioError, match="GRU only"):
+        train(["lights on", "lights off"], tmp_path / "m", arch="cnn", near_classes=True, log=lambda m: None)
+    assert not (tmp_path / "m").exists()
+
+
 def test_false_accept_budget_goes_where_it_buys_most_hits():
     fa = np.array([[3, 1, 0, 0], [2, 2, 1, 0]])
     hits = np.array([[5, 4, 2, 1], [6, 5, 5, 1]])

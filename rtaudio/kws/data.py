@@ -97,8 +97,15 @@ def near_miss_keywords(words: list[str], keywords: list[str]) -> dict[str, int]:
     """For each near-miss word, the index of the keyword it is a near miss of: the first keyword
     whose phonemes occur in the word's ("town" -> down), else the first whose text does ("office" ->
     off), else the one of least normalised phoneme edit distance (ties: longer common ending, then
-    keyword order)."""
-    kp = [phonemes(k) or k for k in keywords]
+    keyword order). A phrase is matched by its words that the other keywords lack ("lights on" by
+    "on"), so that "often" goes to "lights off"."""
+
+    def own_words(k: str) -> str:
+        others = {w for o in keywords if o != k for w in o.split()}
+        return " ".join(w for w in k.split() if w not in others) or k
+
+    parts = [own_words(k) for k in keywords]
+    kp = [phonemes(p) or p for p in parts]
 
     def suffix(a: str, b: str) -> int:
         n = 0
@@ -111,8 +118,8 @@ def near_miss_keywords(words: list[str], keywords: list[str]) -> dict[str, int]:
         for i, p in enumerate(kp):
             if p in pw:
                 return i
-        for i, k in enumerate(keywords):
-            if k in word:
+        for i, p in enumerate(parts):
+            if p in word:
                 return i
         return min(
             range(len(keywords)),

@@ -472,6 +472,8 @@ def train(
     trained GRU of the same keywords and features to continue from (fine-tuning). `near_classes`:
     one extra output class per keyword, "near:<keyword>", for its near misses (labelled where the
     keyword would be); ignored by the decision layer."""
+    if near_classes and arch != "gru":
+        raise RtAudioError("--near-classes is for the GRU only (the CNN's sampling treats them as keywords)")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     t0 = time.monotonic()
@@ -486,6 +488,7 @@ def train(
         want = {"arch": arch, "arch_params": arch_params, "keywords": list(keywords)}
         want["features"] = FeatureConfig().to_dict()
         want["label_before_end"] = label_before_end
+        want["classes"] = class_names(keywords, near_classes)
         if any(start_cfg.get(k) != v for k, v in want.items()):
             raise RtAudioError(f"{init_from}: not a model of these keywords, architecture and features")
     n_per = max(4, int(200 * corpus_scale))

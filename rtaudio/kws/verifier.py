@@ -24,6 +24,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from . import models
+from .data import class_names
 from .decision import DecisionConfig, single_keyword_events, smoothed, step_end_sample
 from .train import PATIENCES, calibration_report, pareto_front, spend_budget
 
@@ -327,7 +328,7 @@ def train_verifier(
         "arch_params": {"channels": channels, "blocks": 4, "window": window},
         "features": gcfg["features"],
         "keywords": keywords,
-        "classes": gcfg["classes"],
+        "classes": class_names(keywords),  # a near-class GRU's extra outputs are not the verifier's
         "stride": gcfg["stride"],
         "mean_norm_s": gcfg.get("mean_norm_s", 0.0),
         "first_stage_sha256": file_sha256(gru_pt),
