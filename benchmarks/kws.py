@@ -188,6 +188,39 @@ def with_noise(y: np.ndarray, kind: str | None, snr: float | None, rng, babble_s
     return np.clip(y + noise * np.float32(np.sqrt(p / 10 ** (snr / 10))), -1, 1).astype(np.float32)
 
 
+@dataclass
+class Streams:
+    """The clean streams of one seed: keywords among other speech (with its truth), keyword-free,
+    and the clips they were made of (the babble noise's sentences too)."""
+
+    kw: list
+    other: list
+    babble: list
+    keywords: np.ndarray
+    negatives: np.ndarray
+    truth: list[Truth]
+
+
+def make_streams(keywords: list[str], seed: int, minutes: float, neg_minutes: float) -> Streams:
+    rng = np.random.default_rng(seed)
+    kw, other, _ = build_clips(keywords, rng, 25, 180)
+    _, _, babble = build_clips(keywords, np.random.default_rng(seed + 1), 1, 90)
+    clean_kw, truth = make_stream(kw, other, rng, minutes * 60, 0.35)
+    clean_neg, _ = make_stream(kw, other, rng, neg_minutes * 60, 0.0)
+    return Streams(kw, other, babble, clean_kw, clean_neg, truth)
+
+
+def conditions(streams: Streams, seed: int, wanted: set[str] | None = None):
+    """(condition name, (keyword stream, keyword-free stream)) with that condition's noise."""
+    for ci, (name, kind, snr) in enumerate(CONDITIONS):
+        cond = f"{name} {snr} dB" if snr else name
+        if wanted and cond not in wanted:
+            continue
+        nrng = np.random.default_rng([seed, ci])
+        ys = (streams.keywords, streams.negatives)
+        yield cond, tuple(with_noise(y, kind, snr, nrng, streams.babble) for y in ys)
+
+
 def score(dets: list[tuple[int, int]], truth: list[Truth], n_kw: int, after: float = 0.5):
     """dets: (sample, keyword). Returns hits (n_kw, 2), false accepts, delays (s)."""
     hit = [False] * len(truth)
@@ -382,22 +415,11 @@ def main() -> int:
     sens, sph = floats(args.sensitivity), floats(args.sphinx)
     modes = [m.strip() for m in args.fusion.split(",") if m.strip()]
     fuse_cls = {v.strip() for v in args.fusion_cls.split(",")}
-    rng = np.random.default_rng(args.seed)
-    kw, other, _ = build_clips(keywords, rng, 25, 180)
-    _, _, babble_sents = build_clips(keywords, np.random.default_rng(args.seed + 1), 1, 90)
-    clean_kw, truth = make_stream(kw, other, rng, args.minutes * 60, 0.35)
-    clean_neg, _ = make_stream(kw, other, rng, args.neg_minutes * 60, 0.0)
+    streams = make_streams(keywords, args.seed, args.minutes, args.neg_minutes)
+    truth = streams.truth
     wanted = {c.strip() for c in args.conditions.split(",") if c.strip()}
     rows: list[dict] = []
-    for ci, (name, kind, snr) in enumerate(CONDITIONS):
-        cond = f"{name} {snr} dB" if snr else name
-        if wanted and cond not in wanted:
-            continue
-        nrng = np.random.default_rng([args.seed, ci])
-        ys = (
-            with_noise(clean_kw, kind, snr, nrng, babble_sents),
-            with_noise(clean_neg, kind, snr, nrng, babble_sents),
-        )
+    for cond, ys in conditions(streams, args.seed, wanted):
         seconds = sum(len(y) for y in ys) / RATE
         hours = seconds / 3600
         new: list[dict] = []
@@ -472,8 +494,10 @@ def main() -> int:
         print_rows(new, header=not rows)
         rows += new
     if args.long_neg_minutes > 0:
-        yl, _ = make_stream(kw, other, np.random.default_rng(args.seed + 2), args.long_neg_minutes * 60, 0.0)
-        yl = with_noise(yl, None, None, rng, babble_sents)
+        yl, _ = make_stream(
+            streams.kw, streams.other, np.random.default_rng(args.seed + 2), args.long_neg_minutes * 60, 0.0
+        )
+        yl = with_noise(yl, None, None, None, streams.babble)  # clean: only normalised
         hours = len(yl) / RATE / 3600
         ev, _, cpu = run_stage(KeywordSpotter(model=args.model), yl, {"keyword"}, keywords)
         extra = [

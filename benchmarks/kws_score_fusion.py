@@ -44,7 +44,6 @@ from rtaudio.hmm.frontend import DELTA_N  # noqa: E402
 from rtaudio.hmm.stage import DEFAULT_MODEL as HMM_MODEL  # noqa: E402
 from rtaudio.hmm.stage import load_spotter  # noqa: E402
 from rtaudio.kws import models  # noqa: E402
-from rtaudio.kws.decision import Decider, DecisionConfig, step_end_sample  # noqa: E402
 from rtaudio.kws.infer import posteriors_offline  # noqa: E402
 
 FLOOR = -50.0  # HMM scores below this (no keyword path of a valid length) are clipped to it
@@ -86,17 +85,6 @@ def fuse_scores(
     return out
 
 
-def detections(post: np.ndarray, cfg: dict, threshold: float | None) -> list[tuple[int, int]]:
-    """(sample, keyword) events of the classifier's decision layer (None: calibrated thresholds)."""
-    d = dict(cfg["decision"])
-    if threshold is not None:
-        d["thresholds"] = [threshold] * len(cfg["keywords"])
-    stride = int(cfg.get("stride", 1))
-    f = cfg["features"]
-    _, events = Decider(DecisionConfig(**d), f["hop"] * stride / f["rate"]).step(post)
-    return [(step_end_sample(e.frame, stride, f["hop"], f["win"]), e.keyword) for e in events]
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seed", type=int, default=bench.SEED)
@@ -118,16 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     logits = np.array([0, 1, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5, 6, 7, 8, 9, 10])
     grid: list[float | None] = [None, *(1.0 / (1.0 + np.exp(-logits))).tolist()]
 
-    rng = np.random.default_rng(args.seed)  # the same draws, in the same order, as kws.py
-    kw, other, _ = bench.build_clips(keywords, rng, 25, 180)
-    _, _, babble = bench.build_clips(keywords, np.random.default_rng(args.seed + 1), 1, 90)
-    clean_kw, truth = bench.make_stream(kw, other, rng, args.minutes * 60, 0.35)
-    clean_neg, _ = bench.make_stream(kw, other, rng, args.neg_minutes * 60, 0.0)
+    streams = bench.make_streams(keywords, args.seed, args.minutes, args.neg_minutes)  # kws.py's
     rows: list[dict] = []
-    for ci, (name, kind, snr) in enumerate(bench.CONDITIONS):
-        cond = f"{name} {snr} dB" if snr else name
-        nrng = np.random.default_rng([args.seed, ci])
-        ys = [bench.with_noise(y, kind, snr, nrng, babble) for y in (clean_kw, clean_neg)]
+    for cond, ys in bench.conditions(streams, args.seed):
         hours = sum(len(y) for y in ys) / bench.RATE / 3600
         scored = []
         for y in ys:
@@ -140,8 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         for w in weights:
             fused = [fuse_scores(p, h, thr, w, args.clip) for p, h, thr in scored]
             for g in grid:
-                per, fa, _ = bench.score(detections(fused[0], cfg, g), truth, n_kw)
-                fa += len(detections(fused[1], cfg, g))
+                hits = [(e.sample, e.label) for e in bench.redecide(fused[0], cfg, g)]
+                per, fa, _ = bench.score(hits, streams.truth, n_kw)
+                fa += len(bench.redecide(fused[1], cfg, g))
                 recall = float(per[:, 0].sum() / max(1, per[:, 1].sum()))
                 rows.append(
                     {

@@ -378,18 +378,20 @@ def frame_labels(
     lab = np.full(n_frames, SILENCE, np.int64)
     for s in spans:
         lab[(ends > s.start) & (ends - cfg.win < s.end)] = UNKNOWN
+
+    def window(s: Span) -> tuple[int, int]:  # the samples a keyword's label covers
+        return s.end - int(before_end * cfg.rate), s.end + int(LABEL_AFTER_END * cfg.rate)
+
     for s in spans:
         if near_offset is not None and s.kind == "neg" and s.near >= 0:
             # a near miss of keyword k: class near:k (index near_offset + k) on the frames where
             # keyword k would have its label; the frames before stay unknown
-            a = s.end - int(before_end * cfg.rate)
-            b = s.end + int(LABEL_AFTER_END * cfg.rate)
+            a, b = window(s)
             lab[(ends >= a) & (ends <= b)] = near_offset + s.near
     for s in spans:
         if s.kind != "kw":
             continue
-        a = s.end - int(before_end * cfg.rate)
-        b = s.end + int(LABEL_AFTER_END * cfg.rate)
+        a, b = window(s)
         lab[(ends > s.start) & (ends < a)] = IGNORE
         lab[(ends >= a) & (ends <= b)] = s.label + 2
     return lab

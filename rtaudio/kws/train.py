@@ -562,7 +562,7 @@ def train(
             {
                 "before_end": label_before_end,
                 "p_abut": p_abut,
-                "near_offset": 2 + len(keywords) if near_classes else None,
+                "near_offset": len(class_names(keywords)) if near_classes else None,
             },
         ),
     )
