@@ -145,8 +145,10 @@ def test_server_dying_mid_stream_ends_run_with_clear_error(tmp_path):
         out = tmp_path / "rec.wav"
         pipe = tmp_path / "rec.toml"
         pipe.write_text(PIPELINE.format(out=out))
-        proc = subprocess.Popen([sys.executable, "-m", "rtaudio.cli", "run", str(pipe),
-                                 "--seconds", "60", "--quiet"], cwd=ROOT, env=env,
+        # -X faulthandler: if it hangs, SIGABRT makes it print every thread's stack (seen once
+        # in CI on 2026-11-27, never reproduced by hand: the stacks say where it waits)
+        proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "rtaudio.cli", "run",
+                                 str(pipe), "--seconds", "60", "--quiet"], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         _wait_recording(proc, tmp_path, 1.5)
         subprocess.run([str(ROOT / "scripts/audio-server/stop-audio-server.sh"), "pulse"],
@@ -154,8 +156,14 @@ def test_server_dying_mid_stream_ends_run_with_clear_error(tmp_path):
         try:
             stdout, stderr = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            pytest.fail("rtaudio kept running after its audio server died")
+            proc.send_signal(signal.SIGABRT)
+            try:
+                _, stacks = proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                _, stacks = proc.communicate()
+            pytest.fail(f"rtaudio kept running after its audio server died; its threads:\n{stacks}",
+                        pytrace=False)
     finally:
         subprocess.run([str(ROOT / "scripts/audio-server/stop-audio-server.sh"), "all"], env=env,
                        timeout=30)
