@@ -9,6 +9,7 @@ confusable words, filler sentences) with the training voices (see `voices.py`), 
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -107,11 +108,8 @@ def near_miss_keywords(words: list[str], keywords: list[str]) -> dict[str, int]:
     parts = [own_words(k) for k in keywords]
     kp = [phonemes(p) or p for p in parts]
 
-    def suffix(a: str, b: str) -> int:
-        n = 0
-        while n < min(len(a), len(b)) and a[-1 - n] == b[-1 - n]:
-            n += 1
-        return n
+    def suffix(a: str, b: str) -> int:  # length of the common ending
+        return len(os.path.commonprefix([a[::-1], b[::-1]]))
 
     def nearest(word: str) -> int:
         pw = phonemes(word) or word
@@ -206,8 +204,10 @@ def build_corpus(
     for _ in range(n_neg):
         is_near = rng.random() < p_near
         pool = nm if is_near else neg_words
-        reqs.append((voice_fn(rng), pool[rng.integers(len(pool))]))
-        near_words.append(reqs[-1][1] if is_near else "")
+        voice = voice_fn(rng)  # drawn before the word, as always: the same corpus for a seed
+        word = pool[rng.integers(len(pool))]
+        reqs.append((voice, word))
+        near_words.append(word if is_near else "")
     for _ in range(n_sent):
         reqs.append((voice_fn(rng), random_sentence(rng, vocab, keywords)))
     if progress:
