@@ -18,6 +18,7 @@ inactive).
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from typing import Any, ClassVar
@@ -45,6 +46,7 @@ DEFAULT_LATENCY = "high"
 DEFAULT_PREFILL = 0.030
 STALL_SECONDS = 2.0  # no callback for this long (after the first) = the device failed
 FIRST_CALLBACK_SECONDS = 5.0  # PulseAudio's first callback may take 1.5 s
+HALT_SECONDS = 3.0  # longest wait for PortAudio to stop a stream before giving up on it
 # Streams settle during their first seconds (PulseAudio's round trip steps once or twice, by up to
 # 2000 samples, up to ~5 s after the start on a loaded machine; JACK may flag an xrun when the
 # client's ports join the graph): flags then are counted apart as "start-up flags" and the slip
@@ -64,6 +66,33 @@ def _sd():
     except OSError as e:  # libportaudio2 missing
         raise RtAudioError(f"PortAudio is not available ({e}); install libportaudio2") from None
     return sd
+
+
+def _halt(stream, drain: bool) -> bool:
+    """Stop `stream` (`drain`: let what is queued play out; else abort), waiting at most
+    HALT_SECONDS. On a frozen or vanished PulseAudio server both calls can block inside PortAudio's
+    ALSA layer for a minute (measured: 60-80 s with the server stopped by SIGSTOP; abort as well).
+    Then the stream is left to the helper thread, and sounddevice's exit-time `Pa_Terminate`,
+    which would block the same way, is cancelled. False when given up."""
+
+    def call() -> None:
+        if drain:
+            try:
+                stream.stop()
+                return
+            except Exception:
+                pass
+        stream.abort(ignore_errors=True)
+
+    helper = threading.Thread(target=call, name="rtaudio-stream-stop", daemon=True)
+    helper.start()
+    helper.join(HALT_SECONDS)
+    if helper.is_alive():
+        exit_handler = getattr(_sd(), "_exit_handler", None)
+        if exit_handler is not None:
+            atexit.unregister(exit_handler)
+        return False
+    return True
 
 
 class _GilHandover:
@@ -384,6 +413,7 @@ class DeviceInput(Source):
         self.stream = None
         self.output: DeviceOutput | None = None
         self._stopping = False
+        self.halted = True  # False when PortAudio did not stop the stream in HALT_SECONDS
         self.callback_tid = 0
         self.realtime_granted: bool | None = None
         self._watchdog: threading.Thread | None = None
@@ -538,10 +568,7 @@ class DeviceInput(Source):
             self._watchdog.join()
             self._watchdog = None
         if self.stream is not None:
-            try:
-                self.stream.stop()
-            except Exception:
-                self.stream.abort(ignore_errors=True)
+            self.halted = _halt(self.stream, drain=self.error is None)  # a lost device: abort
             self._feed_clocks(self.clock.k)
         if getattr(self, "_gil", False):
             self._gil = False
@@ -551,7 +578,8 @@ class DeviceInput(Source):
         if self.stream is not None:
             self._stopping = True
             self.reported_latency()  # kept for the summary printed after close
-            self.stream.close(ignore_errors=True)
+            if self.halted:  # else PortAudio is stuck stopping it: closing would block as well
+                self.stream.close(ignore_errors=True)
             self.stream = None
 
     # -- reporting ----------------------------------------------------------------------------------
@@ -570,6 +598,8 @@ class DeviceInput(Source):
         c["input slip frames"] = self.in_slips.slipped
         if self.output is not None:
             c["output slip frames"] = self.out_slips.slipped
+        if not self.halted:
+            c["input stream left stopping"] = 1
         return c
 
     def reported_latency(self) -> dict[str, float]:
@@ -635,6 +665,7 @@ class DeviceOutput(Sink):
         self.realtime_granted: bool | None = None
         self.error: BaseException | None = None
         self._stopping = False
+        self.halted = True  # False when PortAudio did not stop the stream in HALT_SECONDS
 
     def open(self, fmt: AudioFormat, bus) -> None:
         super().open(fmt, bus)
@@ -710,8 +741,11 @@ class DeviceOutput(Sink):
         # A full ring means the device is slower than the worker (a file source): wait for it,
         # but never forever (a dead device); what cannot be queued is counted.
         timeout = 2.0 * self.queue.ring.capacity / self.fmt.rate + 1.0
-        self.queue.ring.write(block, timeout=timeout)
+        stored = self.queue.ring.write(block, timeout=timeout)
         self.frames += block.shape[0]
+        if stored < block.shape[0] and self.duplex_with is None:
+            raise RtAudioError(f"{self.where}: device '{self.device}' took no audio for "
+                               f"{timeout:.1f} s (server frozen or device lost)")
 
     def close(self, keep: bool = True) -> None:
         q = getattr(self, "queue", None)
@@ -727,11 +761,10 @@ class DeviceOutput(Sink):
                 lat = self.stream.latency
                 time.sleep(min(float(lat), 1.0))
             self._stopping = True
-            try:
-                self.stream.stop()
-            except Exception:
-                self.stream.abort(ignore_errors=True)
-            self.stream.close(ignore_errors=True)
+            # Failed, or the tail did not play out (a frozen server): abort, as the input does.
+            self.halted = _halt(self.stream, drain=self.error is None and q.level() == 0)
+            if self.halted:
+                self.stream.close(ignore_errors=True)
             self.stream = None
         if getattr(self, "_gil", False):
             self._gil = False
@@ -755,6 +788,8 @@ class DeviceOutput(Sink):
             c["output late frames dropped"] = q.late_dropped
         c["output ring overflow"] = q.ring.overflow
         c["output queue ms"] = 1000.0 * q.level() / self.fmt.rate
+        if not self.halted:
+            c["output stream left stopping"] = 1
         return c
 
     def reported_latency(self) -> dict[str, float]:

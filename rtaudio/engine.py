@@ -234,7 +234,7 @@ class Engine:
         t0 = time.monotonic()
         sent = 0
         try:
-            while not self._stop.is_set():
+            while not self._stop.is_set() and not ring.closed:  # closed: the worker has ended
                 block = src.read(self.block)
                 if block is None:
                     break

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -125,10 +126,10 @@ def _wait_recording(proc, folder, seconds: float, timeout: float = 60.0) -> None
     pytest.fail(f"no {seconds} s of recording after {timeout} s")
 
 
-def test_server_dying_mid_stream_ends_run_with_clear_error(tmp_path):
-    """`rtaudio run` on a PulseAudio server that is killed after ~3 s: non-zero exit, a one-line
-    message naming the device, and a valid WAV with what was recorded. Its own server (not the
-    session's), in a child process, so killing it harms no other test."""
+@contextmanager
+def _private_pulse(tmp_path):
+    """A PulseAudio server of the test's own (not the session's), so breaking it harms no other
+    test: yields the environment that points a child process at it, and the server's PID."""
     audio_dir = tmp_path / "audio"
     env = {**os.environ, "RTAUDIO_AUDIO_DIR": str(audio_dir), "PYTHON": sys.executable}
     for k in ("PULSE_SERVER", "PULSE_RUNTIME_PATH", "PULSE_STATE_PATH"):
@@ -137,43 +138,106 @@ def test_server_dying_mid_stream_ends_run_with_clear_error(tmp_path):
                            env=env, capture_output=True, text=True, timeout=60)
     if start.returncode != 0:
         pytest.fail(f"could not start PulseAudio: {start.stderr}", pytrace=False)
+    pid = int((audio_dir / "pulse.pid").read_text())
     try:
         for line in (audio_dir / "pulse-env.sh").read_text().split():
             k, eq, v = line.partition("=")
             if eq:
                 env[k] = v.strip('"')
-        out = tmp_path / "rec.wav"
-        pipe = tmp_path / "rec.toml"
-        pipe.write_text(PIPELINE.format(out=out))
-        # -X faulthandler: if it hangs, SIGABRT makes it print every thread's stack (seen once
-        # in CI on 2026-11-27, never reproduced by hand: the stacks say where it waits)
-        proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "rtaudio.cli", "run",
-                                 str(pipe), "--seconds", "60", "--quiet"], cwd=ROOT, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        _wait_recording(proc, tmp_path, 1.5)
-        subprocess.run([str(ROOT / "scripts/audio-server/stop-audio-server.sh"), "pulse"],
-                       env=env, timeout=30)
-        try:
-            stdout, stderr = proc.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGABRT)
-            try:
-                _, stacks = proc.communicate(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                _, stacks = proc.communicate()
-            pytest.fail(f"rtaudio kept running after its audio server died; its threads:\n{stacks}",
-                        pytrace=False)
+        yield env, pid
     finally:
+        try:
+            os.kill(pid, signal.SIGCONT)  # a frozen server cannot be stopped
+        except ProcessLookupError:
+            pass
         subprocess.run([str(ROOT / "scripts/audio-server/stop-audio-server.sh"), "all"], env=env,
                        timeout=30)
+
+
+def _break_server(fault: str, env: dict, pid: int) -> None:
+    if fault == "killed":
+        subprocess.run([str(ROOT / "scripts/audio-server/stop-audio-server.sh"), "pulse"],
+                       env=env, timeout=30)
+    else:  # a hung server: its socket stays open, nothing moves
+        os.kill(pid, signal.SIGSTOP)
+
+
+def _finish_within(proc, seconds: float, what: str) -> str:
+    """The child's stderr once it exits; if it does not within `seconds`, SIGABRT makes it print
+    every thread's stack (-X faulthandler) into the failure message."""
+    try:
+        return proc.communicate(timeout=seconds)[1]
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        try:
+            _, stacks = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stacks = proc.communicate()
+        pytest.fail(f"rtaudio kept running after its audio server was {what}; its threads:\n"
+                    f"{stacks}", pytrace=False)
+
+
+def _rtaudio_run(pipe: Path, env: dict, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "rtaudio.cli", "run",
+                             str(pipe), *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_playing(proc, env: dict, timeout: float = 60.0) -> None:
+    """Wait until the server has the run's playback stream (frozen earlier, it is the stream's
+    opening that never returns: another failure than this test's)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        inputs = subprocess.run(["pactl", "list", "short", "sink-inputs"], env=env,
+                                capture_output=True, text=True, timeout=10).stdout
+        if inputs.strip():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"no playback stream on the server after {timeout} s")
+
+
+@pytest.mark.parametrize("fault", ["killed", "frozen"])
+def test_server_dying_mid_stream_ends_run_with_clear_error(tmp_path, fault):
+    """`rtaudio run` recording from a PulseAudio server that is killed (or frozen with SIGSTOP: a
+    hung server) after ~1.5 s: non-zero exit within 30 s, a one-line message naming the device,
+    and a valid WAV with what was recorded. Frozen, PortAudio's stop and abort each blocked for a
+    minute before `devices._halt` bounded them."""
+    out = tmp_path / "rec.wav"
+    pipe = tmp_path / "rec.toml"
+    pipe.write_text(PIPELINE.format(out=out))
+    with _private_pulse(tmp_path) as (env, pid):
+        proc = _rtaudio_run(pipe, env, "--seconds", "60", "--quiet")
+        _wait_recording(proc, tmp_path, 1.5)
+        _break_server(fault, env, pid)
+        stderr = _finish_within(proc, 30, fault)
     print(stderr)
     assert proc.returncode != 0
-    assert "device 'pulse'" in stderr and ("failed" in stderr or "stopped" in stderr)
+    assert "device 'pulse'" in stderr
+    assert any(w in stderr for w in ("failed", "stopped", "no audio"))
     assert "Traceback" not in stderr
     data, rate = sf.read(str(out), dtype="float32")
-    assert rate == 48000 and data.shape[0] >= rate  # at least a second before the server died
+    assert rate == 48000 and data.shape[0] >= rate  # at least a second before the server broke
     assert np.isfinite(data).all()
+
+
+def test_playback_to_a_frozen_server_ends_with_clear_error(tmp_path):
+    """Playing a 60 s tone to a server that freezes after ~2 s: the output's queue stops draining,
+    and the run ends within 30 s (not after the tone) with a one-line error naming the device."""
+    pipe = tmp_path / "play.toml"
+    pipe.write_text('[source]\nkind = "tone"\nseconds = 60.0\n\n'
+                    '[[sinks]]\nkind = "output"\ndevice = "pulse"\n')
+    with _private_pulse(tmp_path) as (env, pid):
+        proc = _rtaudio_run(pipe, env, "--quiet")
+        _wait_playing(proc, env)
+        time.sleep(1.0)
+        _break_server("frozen", env, pid)
+        stderr = _finish_within(proc, 30, "frozen")
+    print(stderr)
+    assert proc.returncode != 0
+    assert "device 'pulse'" in stderr and "took no audio" in stderr
+    assert "Traceback" not in stderr
 
 
 def test_ctrl_c_stops_cleanly_and_keeps_the_recording(pulse_server, tmp_path):
