@@ -412,11 +412,13 @@ def cmd_demo(args) -> int:
 
 
 def _has_input_device() -> bool:
-    try:
-        import sounddevice as sd
+    from .devices import AudioServerHung, _sd
 
-        dev = sd.query_devices(kind="input")
+    try:
+        dev = _sd().query_devices(kind="input")
         return bool(dev and dev["max_input_channels"] > 0)
+    except AudioServerHung:
+        raise  # a sound server that hangs is not "no sound card": say so
     except Exception:
         return False
 

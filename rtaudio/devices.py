@@ -19,6 +19,7 @@ inactive).
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import time
 from typing import Any, ClassVar
@@ -47,6 +48,7 @@ DEFAULT_PREFILL = 0.030
 STALL_SECONDS = 2.0  # no callback for this long (after the first) = the device failed
 FIRST_CALLBACK_SECONDS = 5.0  # PulseAudio's first callback may take 1.5 s
 HALT_SECONDS = 3.0  # longest wait for PortAudio to stop a stream before giving up on it
+INIT_SECONDS = 15.0  # longest wait for PortAudio's start-up (device enumeration)
 # Streams settle during their first seconds (PulseAudio's round trip steps once or twice, by up to
 # 2000 samples, up to ~5 s after the start on a loaded machine; JACK may flag an xrun when the
 # client's ports join the graph): flags then are counted apart as "start-up flags" and the slip
@@ -60,12 +62,46 @@ SWITCH_INTERVAL = 0.0005
 _HISTORY = 8192  # callback timestamps kept for the watchdog (power of two)
 
 
+_PORTAUDIO: dict[str, Any] = {}  # "sd": the module once imported
+
+
+class AudioServerHung(RtAudioError):
+    """PortAudio's start-up did not return: it waits on a sound server that does not answer."""
+
+
 def _sd():
+    """The `sounddevice` module, imported on first use in a helper thread bounded to
+    INIT_SECONDS: its import runs Pa_Initialize, which enumerates ALSA devices through the
+    `pulse` plugin and, on a hung PulseAudio server, never returns (measured: SIGSTOP)."""
+    if "sd" in _PORTAUDIO:
+        return _PORTAUDIO["sd"]
+
+    def load() -> None:
+        try:
+            import sounddevice
+
+            _PORTAUDIO["sd"] = sounddevice
+        except BaseException as e:
+            _PORTAUDIO["error"] = e
+
+    stderr = os.dup(2)  # sounddevice points fd 2 at /dev/null during Pa_Initialize
     try:
-        import sounddevice as sd
-    except OSError as e:  # libportaudio2 missing
-        raise RtAudioError(f"PortAudio is not available ({e}); install libportaudio2") from None
-    return sd
+        helper = threading.Thread(target=load, name="rtaudio-portaudio-init", daemon=True)
+        helper.start()
+        helper.join(INIT_SECONDS)
+        if helper.is_alive():
+            os.dup2(stderr, 2)  # so that the error below can be read
+    finally:
+        os.close(stderr)
+    if helper.is_alive():
+        raise AudioServerHung(f"PortAudio did not start within {INIT_SECONDS:.0f} s: it is waiting "
+                              "on the sound server (is PulseAudio hung?)")
+    error = _PORTAUDIO.pop("error", None)
+    if isinstance(error, OSError):  # libportaudio2 missing
+        raise RtAudioError(f"PortAudio is not available ({error}); install libportaudio2")
+    if error is not None:
+        raise error
+    return _PORTAUDIO["sd"]
 
 
 def _halt(stream, drain: bool) -> bool:

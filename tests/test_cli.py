@@ -146,7 +146,10 @@ def test_run_seconds_limit_and_summary(tmp_path):
 
 
 def test_demo_without_sound_card(tmp_path):
-    env = dict(os.environ)
+    # no sound card even after another test started an audio server for this session: with one
+    # in the environment, `demo` would open the live monitor instead
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PULSE_", "JACK_"))}
+    env.update(PULSE_SERVER="unix:/nonexistent/rtaudio-test", JACK_NO_START_SERVER="1")
     r = subprocess.run(
         [sys.executable, "-m", "rtaudio", "demo", "--outdir", str(tmp_path), "--snapshot",
          str(tmp_path / "demo.png")],

@@ -240,6 +240,19 @@ def test_playback_to_a_frozen_server_ends_with_clear_error(tmp_path):
     assert "Traceback" not in stderr
 
 
+def test_a_server_hung_before_start_is_a_clear_error(tmp_path):
+    """PortAudio's start-up (device enumeration through ALSA's pulse plugin) never returns on a
+    hung server: `rtaudio devices` says so after INIT_SECONDS instead of hanging."""
+    with _private_pulse(tmp_path) as (env, pid):
+        _break_server("frozen", env, pid)
+        proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "rtaudio.cli", "devices"],
+                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        stderr = _finish_within(proc, 40, "frozen before start")
+    assert proc.returncode == 1
+    assert "PortAudio did not start" in stderr and "Traceback" not in stderr
+
+
 def test_ctrl_c_stops_cleanly_and_keeps_the_recording(pulse_server, tmp_path):
     """SIGINT to `rtaudio run` on a live input: a clean stop (exit 0), a valid WAV."""
     out = tmp_path / "rec.wav"
