@@ -43,11 +43,16 @@ def entry() -> None:
     After a Qt window was open, the process ends without interpreter finalisation: PyQt6 and
     pyqtgraph objects destroyed in Python's arbitrary order at exit crashed the process now and then
     (exit code -11 in one CI run of `rtaudio demo`, after every file was written and closed), the
-    known crash that pyqtgraph's own `pg.exit()` works around the same way. Everything rtaudio
-    writes is closed by then; standard output and error are flushed here."""
+    known crash that pyqtgraph's own `pg.exit()` works around the same way. So does a process
+    whose audio stream PortAudio could not stop (a hung sound server): its thread may call back
+    into a finalising interpreter (exit code -11 once here). Everything rtaudio writes is closed
+    by then; standard output and error are flushed here."""
     code = main()
     qt = sys.modules.get("PyQt6.QtWidgets")  # imported only by the display
-    if qt is not None and qt.QApplication.instance() is not None:
+    devices = sys.modules.get("rtaudio.devices")
+    if (qt is not None and qt.QApplication.instance() is not None) or (
+        devices is not None and devices.streams_left_stopping()
+    ):
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
@@ -424,4 +429,4 @@ def _has_input_device() -> bool:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -62,7 +62,7 @@ SWITCH_INTERVAL = 0.0005
 _HISTORY = 8192  # callback timestamps kept for the watchdog (power of two)
 
 
-_PORTAUDIO: dict[str, Any] = {}  # "sd": the module once imported
+_PORTAUDIO: dict[str, Any] = {}  # "sd": the module once imported; "left stopping": see _halt
 
 
 class AudioServerHung(RtAudioError):
@@ -109,7 +109,9 @@ def _halt(stream, drain: bool) -> bool:
     HALT_SECONDS. On a frozen or vanished PulseAudio server both calls can block inside PortAudio's
     ALSA layer for a minute (measured: 60-80 s with the server stopped by SIGSTOP; abort as well).
     Then the stream is left to the helper thread, and sounddevice's exit-time `Pa_Terminate`,
-    which would block the same way, is cancelled. False when given up."""
+    which would block the same way, is cancelled; `streams_left_stopping()` tells the process
+    to end without interpreter finalisation (PortAudio may still call back into Python). False
+    when given up."""
 
     def call() -> None:
         if drain:
@@ -127,8 +129,14 @@ def _halt(stream, drain: bool) -> bool:
         exit_handler = getattr(_sd(), "_exit_handler", None)
         if exit_handler is not None:
             atexit.unregister(exit_handler)
+        _PORTAUDIO["left stopping"] = True
         return False
     return True
+
+
+def streams_left_stopping() -> bool:
+    """True when a stream's stop was given up on (`_halt`): its PortAudio thread is still live."""
+    return bool(_PORTAUDIO.get("left stopping"))
 
 
 class _GilHandover:
