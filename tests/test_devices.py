@@ -1,5 +1,5 @@
 """Device listing and selection, parameter errors, and failures on real audio servers: a callback
-that raises, and a server that dies mid-stream."""
+that raises, a server that dies or hangs mid-stream, and one hung before the start."""
 
 from __future__ import annotations
 
@@ -178,10 +178,11 @@ def _finish_within(proc, seconds: float, what: str) -> str:
                     f"{stacks}", pytrace=False)
 
 
-def _rtaudio_run(pipe: Path, env: dict, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "rtaudio.cli", "run",
-                             str(pipe), *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def _rtaudio(env: dict, *args: str) -> subprocess.Popen:
+    """`rtaudio ARGS` in a child process (-X faulthandler: see `_finish_within`)."""
+    return subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "rtaudio.cli", *args],
+                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
 
 
 def _wait_playing(proc, env: dict, timeout: float = 60.0) -> None:
@@ -208,7 +209,7 @@ def test_server_dying_mid_stream_ends_run_with_clear_error(tmp_path, fault):
     pipe = tmp_path / "rec.toml"
     pipe.write_text(PIPELINE.format(out=out))
     with _private_pulse(tmp_path) as (env, pid):
-        proc = _rtaudio_run(pipe, env, "--seconds", "60", "--quiet")
+        proc = _rtaudio(env, "run", str(pipe), "--seconds", "60", "--quiet")
         _wait_recording(proc, tmp_path, 1.5)
         _break_server(fault, env, pid)
         stderr = _finish_within(proc, 30, fault)
@@ -229,7 +230,7 @@ def test_playback_to_a_frozen_server_ends_with_clear_error(tmp_path):
     pipe.write_text('[source]\nkind = "tone"\nseconds = 60.0\n\n'
                     '[[sinks]]\nkind = "output"\ndevice = "pulse"\n')
     with _private_pulse(tmp_path) as (env, pid):
-        proc = _rtaudio_run(pipe, env, "--quiet")
+        proc = _rtaudio(env, "run", str(pipe), "--quiet")
         _wait_playing(proc, env)
         time.sleep(1.0)
         _break_server("frozen", env, pid)
@@ -245,9 +246,7 @@ def test_a_server_hung_before_start_is_a_clear_error(tmp_path):
     hung server: `rtaudio devices` says so after INIT_SECONDS instead of hanging."""
     with _private_pulse(tmp_path) as (env, pid):
         _break_server("frozen", env, pid)
-        proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "rtaudio.cli", "devices"],
-                                cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True)
+        proc = _rtaudio(env, "devices")
         stderr = _finish_within(proc, 40, "frozen before start")
     assert proc.returncode == 1
     assert "PortAudio did not start" in stderr and "Traceback" not in stderr
