@@ -89,11 +89,12 @@ def _sd():
         helper = threading.Thread(target=load, name="rtaudio-portaudio-init", daemon=True)
         helper.start()
         helper.join(INIT_SECONDS)
-        if helper.is_alive():
+        hung = helper.is_alive()  # read once: it may finish any moment
+        if hung:
             os.dup2(stderr, 2)  # so that the error below can be read
     finally:
         os.close(stderr)
-    if helper.is_alive():
+    if hung:
         raise AudioServerHung(f"PortAudio did not start within {INIT_SECONDS:.0f} s: it is waiting "
                               "on the sound server (is PulseAudio hung?)")
     error = _PORTAUDIO.pop("error", None)

@@ -257,9 +257,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_recording(pulse_server, tmp_path):
     out = tmp_path / "rec.wav"
     pipe = tmp_path / "rec.toml"
     pipe.write_text(PIPELINE.format(out=out))
-    proc = subprocess.Popen([sys.executable, "-m", "rtaudio.cli", "run", str(pipe), "--seconds",
-                             "60", "--quiet"], cwd=ROOT, env=dict(os.environ),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _rtaudio(dict(os.environ), "run", str(pipe), "--seconds", "60", "--quiet")
     _wait_recording(proc, tmp_path, 1.5)
     proc.send_signal(signal.SIGINT)
     try:
