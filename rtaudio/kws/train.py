@@ -379,8 +379,7 @@ def calibrate(
         options.append(opts)
     if per_keyword:
         # fewest false accepts first (ties: most hits, shortest patience, highest threshold)
-        order = lambda o: (o[0], -o[1], o[3], -o[2])  # noqa: E731
-        fronts = [pareto_front(sorted(opts, key=order)) for opts in options]
+        fronts = [pareto_front(sorted(o, key=lambda o: (o[0], -o[1], o[3], -o[2]))) for o in options]
         chosen = spend_budget([f or [(0, 0, 0.99, max(PATIENCES))] for f in fronts], budget)
     else:
         chosen = [shared_setting(options, budget)] * n_kw
@@ -401,7 +400,7 @@ def shared_setting(options: list[list[tuple]], budget: float) -> tuple:
     """The (threshold, patience) for all keywords: of the pairs every keyword could afford, the one
     with the most hits in all whose false accepts in all stay within the budget (ties: fewer false
     accepts, shorter patience, higher threshold). As an option tuple (fa, hits, threshold, patience)."""
-    totals: dict[tuple[float, int], list[tuple[int, int]]] = {}  # (threshold, patience) -> per keyword
+    totals: dict[tuple[float, int], list[int]] = {}
     for opts in options:
         for fa, hits, g, pat in opts:
             totals.setdefault((g, pat), []).append((fa, hits))
