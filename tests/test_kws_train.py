@@ -23,7 +23,6 @@ from rtaudio.kws.train import (
     cmd_train,
     keyword_regions,
     max_pool_loss,
-    shared_setting,
     train,
 )
 from rtaudio.stage import AudioFormat
@@ -69,7 +68,7 @@ def test_smoke_train_two_keywords(tmp_path, arch):
     saved = json.loads((out / "model.json").read_text())
     assert saved["keywords"] == ["lights on", "lights off"] and saved["arch"] == arch
     assert len(saved["decision"]["thresholds"]) == 2 and "recall" in saved["calibration"]
-    assert len(saved["decision"]["patience"]) == 2  # one per keyword (shared by default)
+    assert len(saved["decision"]["patience"]) == 2  # calibrated per keyword
     assert all(p in PATIENCES for p in saved["decision"]["patience"])
     assert not list(out.glob("*.tmp"))
     model, _ = models.load(out)
@@ -108,16 +107,6 @@ def test_false_accept_budget_goes_where_it_buys_most_hits():
     hits = np.array([[5, 4, 2, 1], [6, 5, 5, 1]])
     assert allocate_false_accepts(fa, hits, 0).tolist() == [2, 3]  # lowest thresholds with no FA
     assert allocate_false_accepts(fa, hits, 2).tolist() == [1, 2]
-
-
-def test_one_shared_threshold_takes_the_most_hits_all_keywords_can_afford_together():
-    # per keyword, (false accepts, hits, threshold, patience) at the settings it could afford alone
-    a = [(0, 3, 0.9, 1), (2, 5, 0.8, 1), (4, 6, 0.7, 1), (1, 5, 0.8, 2)]
-    b = [(0, 2, 0.9, 1), (3, 6, 0.8, 1), (0, 4, 0.8, 2)]  # 0.7 @ patience 1 was over the budget alone
-    assert shared_setting([a, b], budget=4) == (1, 9, 0.8, 2)  # 0.8 @ 1 has 11 hits but 5 FA
-    assert shared_setting([a, b], budget=5) == (5, 11, 0.8, 1)
-    assert shared_setting([a, b], budget=0) == (0, 5, 0.9, 1)
-    assert shared_setting([[], b], budget=9) == (0, 0, 0.99, max(PATIENCES))  # nothing affordable
 
 
 LABELS = [IGNORE, 0, 1, 2, 3]

@@ -339,14 +339,9 @@ def calibrate(
     minutes_pos: float = 6.0,
     minutes_neg: float = 24.0,
     log=print,
-    per_keyword: bool = False,
 ) -> dict[str, Any]:
-    """The threshold and patience for the target false-accept rate on held-out keyword and
-    keyword-free streams (training voices): one threshold and patience for all keywords, the pair
-    with the most hits within the target; `per_keyword`: each keyword its own, the budget spent
-    where it buys the most hits. Per-keyword settings fitted the calibration set's few near misses
-    per keyword: on the benchmark's streams they gave 2-4x their target, one shared threshold gave
-    about its target (docs/kws-experiments.md, "Calibration transfer")."""
+    """Per-keyword thresholds: the lowest threshold whose false accepts (on held-out keyword-free
+    and keyword streams, training voices) stay within the keyword's share of the target rate."""
     cfg = FeatureConfig.from_dict(config["features"])
     n_kw = len(config["keywords"])
     streams = held_out_streams(corpus, rng, minutes_pos, minutes_neg)
@@ -358,13 +353,13 @@ def calibrate(
     refr = int(round(base.refractory * cfg.rate / (cfg.hop * stride)))
     scores = [smoothed(p[:, 2 : 2 + n_kw], base.smooth) for p in posts]
     budget = target_fa_per_hour * hours
-    # per keyword: false accepts and hits at every (patience, threshold), from the top threshold
-    # down, stopped once over the whole budget (lower thresholds cannot be afforded)
+    # per keyword: false accepts and hits at every (patience, threshold); the options that no other
+    # beats on both counts, most false accepts first, are what the budget is spent on
     options: list[list[tuple[int, int, float, int]]] = []  # (fa, hits, threshold, patience)
     for k in range(n_kw):
         opts = []
         for pat in PATIENCES:
-            for g in grid[::-1]:
+            for g in grid[::-1]:  # from the top: stop once over the whole budget
                 fa_k = hits_k = 0
                 for (_, spans), s in zip(streams, scores, strict=True):
                     frames = single_keyword_events(s[:, k], g, base, refr, pat)
@@ -373,16 +368,13 @@ def calibrate(
                     )
                     fa_k += fa
                     hits_k += int(per[k, 0])
-                if fa_k > budget:
+                if fa_k > budget:  # lower thresholds cannot be afforded
                     break
                 opts.append((fa_k, hits_k, float(g), pat))
-        options.append(opts)
-    if per_keyword:
         # fewest false accepts first (ties: most hits, shortest patience, highest threshold)
-        fronts = [pareto_front(sorted(o, key=lambda o: (o[0], -o[1], o[3], -o[2]))) for o in options]
-        chosen = spend_budget([f or [(0, 0, 0.99, max(PATIENCES))] for f in fronts], budget)
-    else:
-        chosen = [shared_setting(options, budget)] * n_kw
+        opts.sort(key=lambda o: (o[0], -o[1], o[3], -o[2]))
+        options.append(pareto_front(opts) or [(0, 0, 0.99, max(PATIENCES))])
+    chosen = spend_budget(options, budget)
     dec_cfg = DecisionConfig(
         **{
             **base.to_dict(),
@@ -394,24 +386,6 @@ def calibrate(
     log(f"  thresholds {dec_cfg.thresholds}  patience {dec_cfg.patience}")
     report = calibration_report(dec_cfg, streams, posts, config, target_fa_per_hour, log=log)
     return {"decision": dec_cfg.to_dict(), "calibration": report}
-
-
-def shared_setting(options: list[list[tuple]], budget: float) -> tuple:
-    """The (threshold, patience) for all keywords: of the pairs every keyword could afford, the one
-    with the most hits in all whose false accepts in all stay within the budget (ties: fewer false
-    accepts, shorter patience, higher threshold). As an option tuple (fa, hits, threshold, patience)."""
-    totals: dict[tuple[float, int], list[int]] = {}
-    for opts in options:
-        for fa, hits, g, pat in opts:
-            totals.setdefault((g, pat), []).append((fa, hits))
-    best = (0, 0, 0.99, max(PATIENCES))
-    for (g, pat), per_kw in totals.items():
-        if len(per_kw) < len(options):  # some keyword alone was over the budget there
-            continue
-        fa, hits = (sum(v) for v in zip(*per_kw, strict=True))
-        if fa <= budget and (-hits, fa, pat, -g) < (-best[1], best[0], best[3], -best[2]):
-            best = (fa, hits, g, pat)
-    return best
 
 
 def held_out_streams(
