@@ -214,10 +214,8 @@ def with_noise(y: np.ndarray, kind: str | None, snr: float | None, rng, babble_s
 @dataclass
 class Streams:
     """The clean streams of one seed: keywords among other speech (with its truth), keyword-free,
-    and the clips they were made of (the babble noise's sentences too)."""
+    and the sentences the babble noise is made of."""
 
-    kw: list
-    other: list
     babble: list
     keywords: np.ndarray
     negatives: np.ndarray
@@ -236,7 +234,7 @@ def make_streams(keywords: list[str], seed: int, minutes: float, neg_minutes: fl
     deck = Deck(len(other), rng)
     clean_kw, truth = make_stream(kw, other, rng, minutes * 60, 0.35, deck)
     clean_neg, _ = make_stream(kw, other, rng, neg_minutes * 60, 0.0, deck)
-    return Streams(kw, other, babble, clean_kw, clean_neg, truth)
+    return Streams(babble, clean_kw, clean_neg, truth)
 
 
 def long_negative_stream(keywords: list[str], seed: int, minutes: float) -> np.ndarray:
