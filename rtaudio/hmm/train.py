@@ -283,7 +283,8 @@ def cmd_train_hmm(args) -> int:
                         calib_seconds=args.calib_seconds, target_fa_per_hour=args.target_fa,
                         progress=lambda m: print(f"train-hmm: {m}", flush=True))
     rec = cfg["calibration"]["heldout_recall"]
-    print(f"train-hmm: wrote {out} in {time.monotonic() - t0:.0f} s; thresholds {cfg['thresholds']}; "
+    th = next(iter(cfg["thresholds"].values()))
+    print(f"train-hmm: wrote {out} in {time.monotonic() - t0:.0f} s; threshold {th:g} (all keywords); "
           f"held-out recall {', '.join(f'{k} {v:.2f}' for k, v in rec.items())} "
           f"at <= {cfg['target_fa_per_hour']:g} false accepts/hour (calibrated on "
           f"{60 * cfg['calibration']['hours']:.0f} min augmented + as much clean)")
