@@ -62,3 +62,20 @@ def test_clean_calibration_streams_have_no_noise():
         for s in spans_a:
             gaps[s.start : s.end] = False
         assert np.any(ya[gaps] != 0)  # the augmented streams do have noise or reverberation there
+
+
+def test_training_streams_leave_their_clean_fraction_clean():
+    """A quarter of the training speech is clean (silences left silent), the rest augmented."""
+    from rtaudio.hmm.train import training_streams
+
+    streams = training_streams(_tone_corpus(), 3, 80.0, 0.25, chunk=10.0)
+    assert len(streams) == 8
+
+    def silent_gaps(y, spans):
+        gaps = np.ones(len(y), bool)
+        for s in spans:
+            gaps[s.start : s.end] = False
+        gaps[spans[-1].end :] = False
+        return bool(np.all(y[gaps] == 0))
+
+    assert [silent_gaps(y, spans) for y, spans in streams] == [False] * 6 + [True] * 2

@@ -113,6 +113,14 @@ def make_streams(corpus, seed: int, seconds: float, chunk: float = 30.0, p_kw: f
     return out
 
 
+def training_streams(corpus, seed: int, seconds: float, clean_fraction: float, chunk: float = 30.0):
+    """The training speech: augmented streams, then `clean_fraction` of `seconds` left clean."""
+    streams = make_streams(corpus, seed + 1, seconds * (1 - clean_fraction), chunk, p_kw=0.6)
+    if clean_fraction > 0:
+        streams += make_streams(corpus, seed + 11, seconds * clean_fraction, chunk, p_kw=0.6, clean=True)
+    return streams
+
+
 def split_corpus(corpus, holdout: float, seed: int):
     """(train, held-out) corpora: every list is split, so calibration never sees training clips."""
     from dataclasses import replace
@@ -223,9 +231,7 @@ def train_spotter(keywords: list[str], out, seed: int = 0, train_seconds: float 
     train_c, held_c = split_corpus(corpus, 0.25, seed)
     progress(f"front end: {train_seconds / 60:.0f} min of continuous speech, {100 * clean_fraction:.0f} % "
              "of it clean, the rest augmented")
-    streams = make_streams(train_c, seed + 1, train_seconds * (1 - clean_fraction), p_kw=0.6)
-    if clean_fraction > 0:
-        streams += make_streams(train_c, seed + 11, train_seconds * clean_fraction, p_kw=0.6, clean=True)
+    streams = training_streams(train_c, seed, train_seconds, clean_fraction)
     raw = np.concatenate(_features(streams, rate_cfg))
     mean, var = raw.mean(0), raw.var(0) + 1e-8
     feats = _features(streams, rate_cfg, mean, var)
