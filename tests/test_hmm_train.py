@@ -39,6 +39,15 @@ def _tone_corpus():
     return Corpus(["a"], [[tone(300)]], [tone(500)], [np.tile(tone(700), 4)])
 
 
+def _gaps(y, spans):
+    """The samples of `y` outside its words (a word cut by the chunk's end has no span)."""
+    gaps = np.ones(len(y), bool)
+    for s in spans:
+        gaps[s.start : s.end] = False
+    gaps[spans[-1].end :] = False
+    return y[gaps]
+
+
 def test_clean_calibration_streams_have_no_noise():
     """The clean calibration set: held-out speech at a random level, silences left silent (thresholds
     must hold on clean input too, where speech scores higher against the filler)."""
@@ -52,11 +61,7 @@ def test_clean_calibration_streams_have_no_noise():
         assert len(yc) == 160_000
         peak_db = 20 * np.log10(np.max(np.abs(yc)))
         assert -35.01 <= peak_db <= -0.99
-        gaps = np.ones(len(yc), bool)
-        for s in spans_c:
-            gaps[s.start : s.end] = False
-        gaps[spans_c[-1].end :] = False  # a word cut by the chunk's end has no span
-        assert np.all(yc[gaps] == 0)  # no noise added
+        assert np.all(_gaps(yc, spans_c) == 0)  # no noise added
     for ya, spans_a in aug:
         gaps = np.ones(len(ya), bool)
         for s in spans_a:
@@ -71,11 +76,4 @@ def test_training_streams_leave_their_clean_fraction_clean():
     streams = training_streams(_tone_corpus(), 3, 80.0, 0.25, chunk=10.0)
     assert len(streams) == 8
 
-    def silent_gaps(y, spans):
-        gaps = np.ones(len(y), bool)
-        for s in spans:
-            gaps[s.start : s.end] = False
-        gaps[spans[-1].end :] = False
-        return bool(np.all(y[gaps] == 0))
-
-    assert [silent_gaps(y, spans) for y, spans in streams] == [False] * 6 + [True] * 2
+    assert [bool(np.all(_gaps(y, spans) == 0)) for y, spans in streams] == [False] * 6 + [True] * 2

@@ -146,7 +146,9 @@ def calibrate(traces: np.ndarray, hours: float, target_fa_per_hour: float, refra
     on that keyword's one or two highest near misses in the calibration set: it landed at twice the
     target on the benchmark, with a worse curve (docs/kws-experiments.md, "HMM: one threshold")."""
     allowed = int(np.floor(target_fa_per_hour * hours))
-    peaks = np.concatenate([_event_peaks(traces[:, i], refractory) for i in range(traces.shape[1])])
+    # The allowed+1 highest events of all keywords are among each keyword's allowed+1 highest.
+    peaks = np.concatenate([_event_peaks(traces[:, i], refractory, allowed + 1)
+                            for i in range(traces.shape[1])])
     peaks = np.sort(peaks)[::-1]
     # Above the (allowed+1)-th highest event peak, at most `allowed` events remain.
     if len(peaks) > allowed:
@@ -154,9 +156,9 @@ def calibrate(traces: np.ndarray, hours: float, target_fa_per_hour: float, refra
     return float(np.min(traces[traces > -1e29], initial=0.0))
 
 
-def _event_peaks(x: np.ndarray, refractory: int) -> np.ndarray:
-    """Greedy grouping: the highest frame, then nothing within `refractory` of it, and so on."""
-    x = x.copy()
+def _event_peaks(x: np.ndarray, refractory: int, limit: int) -> np.ndarray:
+    """The `limit` highest event peaks, by greedy grouping: the highest frame, then nothing within
+    `refractory` of it, and so on."""
     peaks = []
     valid = x > -1e29
     order = np.argsort(x)[::-1]
@@ -168,7 +170,7 @@ def _event_peaks(x: np.ndarray, refractory: int) -> np.ndarray:
             continue
         peaks.append(x[t])
         taken[max(0, t - refractory) : t + refractory + 1] = True
-        if len(peaks) >= 200:
+        if len(peaks) >= limit:
             break
     return np.array(peaks)
 
