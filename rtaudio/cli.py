@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--model", choices=("cnn", "gru"), default=None)
     tr.add_argument("--near-classes", action="store_true",
                     help="one extra output class per keyword for its near misses (experimental)")
+    tr.add_argument("--paired-near", type=int, default=0, metavar="N",
+                    help="the voices of N clips per keyword also say its near misses (experimental)")
     tr.set_defaults(func=cmd_train)
 
     tv = sub.add_parser("train-verifier", help="train a second-stage verifier for a keyword model (cascade)")

@@ -160,3 +160,27 @@ def test_frame_labels_of_near_miss_classes():
     assert changed.any() and (lab[changed] == 2 + n_kw + 3).all()
     names = D.class_names(["a", "b"], near_classes=True)
     assert names == ["_silence_", "_unknown_", "a", "b", "near:a", "near:b"]
+
+
+def test_paired_near_misses_are_said_by_the_keywords_voices():
+    voices = [Voice("espeak", f"en-us+v{i}") for i in range(6)]
+    reqs = [(v, k) for k, vs in (("down", voices[:3]), ("no", voices[3:])) for v in vs]
+    near = ["town", "dawn", "now", "note", "stopped"]
+    pairs = D._paired_near_requests(reqs, ["down", "no"], 3, near, 2, seed=1)
+    assert [v for v, _ in pairs] == [voices[0], voices[1], voices[3], voices[4]]
+    index = D.near_miss_keywords(near, ["down", "no"])
+    assert [index[w] for _, w in pairs] == [0, 0, 1, 1]
+    assert D._paired_near_requests(reqs, ["down", "no"], 3, near, 0, seed=1) == []
+
+
+def test_paired_near_misses_leave_the_rest_of_the_corpus_unchanged():
+    a = D.build_corpus(["down", "no"], seed=5, n_per_keyword=3, n_neg=4, n_sent=2)
+    b = D.build_corpus(["down", "no"], seed=5, n_per_keyword=3, n_neg=4, n_sent=2, paired_near=2)
+    same_a = a.kw[0] + a.kw[1] + a.neg + a.sent
+    same_b = b.kw[0] + b.kw[1] + b.neg[: len(a.neg)] + b.sent
+    for x, y in zip(same_a, same_b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    extra = b.neg_near_words[len(a.neg) :]
+    assert len(extra) == len(b.neg) - len(a.neg) == 4
+    index = D.near_miss_keywords(extra, ["down", "no"])
+    assert [index[w] for w in extra] == [0, 0, 1, 1]

@@ -49,6 +49,9 @@ def test_bad_keyword_lists_fail_before_writing(tmp_path, text, msg):
 def test_bad_options(tmp_path):
     with pytest.raises(RtAudioError, match="--minutes"):
         cmd_train(_args(minutes=-1.0, out=str(tmp_path / "m")))
+    with pytest.raises(RtAudioError, match="--paired-near"):
+        cmd_train(_args(paired_near=-1, out=str(tmp_path / "m")))
+    assert not (tmp_path / "m").exists()
 
 
 @pytest.mark.parametrize("arch", ["gru", "cnn"])

@@ -191,9 +191,12 @@ def build_corpus(
     voice_fn: Callable[[np.random.Generator], Voice] = random_training_voice,
     progress: Callable[[str], None] | None = None,
     p_near: float = 0.45,
+    paired_near: int = 0,
 ) -> Corpus:
     """Synthesise the corpus (cached per utterance). The same seed gives the same corpus.
-    `p_near`: the share of the other words that are near misses ("stopped", "downtown")."""
+    `p_near`: the share of the other words that are near misses ("stopped", "downtown").
+    `paired_near`: the voices of the first that many clips of each keyword also say one of its near
+    misses ("town" for *down*), added to the other words; the rest of the corpus is unchanged."""
     rng = np.random.default_rng(seed)
     nm, neg_words = near_misses(keywords), negative_words(keywords)
     vocab = filler_vocab(keywords)
@@ -210,6 +213,8 @@ def build_corpus(
         near_words.append(word if is_near else "")
     for _ in range(n_sent):
         reqs.append((voice_fn(rng), random_sentence(rng, vocab, keywords)))
+    paired = _paired_near_requests(reqs, keywords, n_per_keyword, nm, paired_near, seed)
+    reqs += paired
     if progress:
         progress(f"synthesising {len(reqs)} utterances (cached)")
     audio = [trim(y) for y in synthesize(reqs)]
@@ -227,8 +232,30 @@ def build_corpus(
     keep = [i for i, a in enumerate(audio[nk : nk + n_neg]) if len(a) >= 0.05 * RATE]
     neg = [audio[nk + i] for i in keep]
     neg_near_words = [near_words[i] for i in keep]
-    sent = [a for a in audio[nk + n_neg :] if len(a) >= 0.2 * RATE]
+    sent = [a for a in audio[nk + n_neg : nk + n_neg + n_sent] if len(a) >= 0.2 * RATE]
+    for a, (_, word) in zip(audio[nk + n_neg + n_sent :], paired, strict=True):
+        if len(a) >= 0.05 * RATE:
+            neg.append(a)
+            neg_near_words.append(word)
     return Corpus(list(keywords), kw, neg, sent, counts, neg_near_words)
+
+
+def _paired_near_requests(
+    reqs: list[tuple[Voice, str]], keywords: list[str], n_per_keyword: int, near: list[str], n: int, seed: int
+) -> list[tuple[Voice, str]]:
+    """The voice of each of a keyword's first `n` clips saying one of that keyword's near misses
+    (by `near_miss_keywords`): the pair differs in the cue, not in the voice. Its own random stream,
+    so the rest of the corpus stays what the seed gives without it."""
+    if n <= 0:
+        return []
+    rng = np.random.default_rng(seed + 777)
+    index = near_miss_keywords(near, keywords)
+    out = []
+    for k in range(len(keywords)):
+        words = [w for w, i in index.items() if i == k]
+        for j in range(min(n, n_per_keyword) if words else 0):
+            out.append((reqs[k * n_per_keyword + j][0], words[rng.integers(len(words))]))
+    return out
 
 
 # -- continuous streams -------------------------------------------------------------------------

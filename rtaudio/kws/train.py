@@ -465,13 +465,15 @@ def train(
     init_from: Path | None = None,
     lr: float = LR,
     near_classes: bool = False,
+    paired_near: int = 0,
     log=print,
 ) -> dict[str, Any]:
     """Train, calibrate and save a model for `keywords`; returns its config. `other_words` clips
     of non-keywords (at corpus_scale 1), a share `p_near` of them near misses. `init_from`: a
     trained GRU of the same keywords and features to continue from (fine-tuning). `near_classes`:
     one extra output class per keyword, "near:<keyword>", for its near misses (labelled where the
-    keyword would be); ignored by the decision layer."""
+    keyword would be); ignored by the decision layer. `paired_near`: the voices of the first that many
+    clips of each keyword also say one of its near misses (`build_corpus`; experimental)."""
     if near_classes and arch != "gru":
         raise RtAudioError("--near-classes is for the GRU only (the CNN's sampling treats them as keywords)")
     torch.manual_seed(seed)
@@ -500,6 +502,7 @@ def train(
         max(8, int(400 * corpus_scale)),
         progress=log,
         p_near=p_near,
+        paired_near=paired_near,
     )
     held = build_corpus(
         keywords,
@@ -542,6 +545,7 @@ def train(
             "loss": loss,
             "init_from": str(init_from) if init_from else None,
             "near_classes": near_classes,
+            "paired_near": paired_near,
         },
     }
     model = models.build(config)
@@ -618,7 +622,7 @@ def recalibrate(
 
 def cmd_train(args: argparse.Namespace) -> int:
     """CLI entry: args.keywords (str), args.out (dir), args.seed, args.minutes, args.model ('cnn'|'gru'),
-    args.near_classes."""
+    args.near_classes, args.paired_near."""
     torch.set_num_threads(max(1, int(getattr(args, "threads", 0) or torch.get_num_threads())))
     kw_text = getattr(args, "keywords", None)
     keywords = parse_keywords(kw_text if kw_text is not None else ",".join(DEFAULT_KEYWORDS))
@@ -633,8 +637,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise RtAudioError(f"--minutes must be positive, got {minutes}")
     seed = int(getattr(args, "seed", None) or 0)
     near = bool(getattr(args, "near_classes", False))
+    paired = int(getattr(args, "paired_near", 0) or 0)
+    if paired < 0:
+        raise RtAudioError(f"--paired-near must be 0 or more, got {paired}")
     config = train(
-        keywords, out, seed, minutes, arch, near_classes=near, log=lambda m: print(m, file=sys.stderr)
+        keywords, out, seed, minutes, arch, near_classes=near, paired_near=paired,
+        log=lambda m: print(m, file=sys.stderr),
     )
     print(json.dumps({"model": str(out), "keywords": keywords, "calibration": config["calibration"]}))
     return 0
