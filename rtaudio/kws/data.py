@@ -229,12 +229,13 @@ def build_corpus(
     for k, clips in zip(keywords, kw, strict=True):
         if len(clips) < 0.8 * n_per_keyword:
             raise RtAudioError(f"keyword {k!r}: the TTS voices produced no audible speech for it")
-    keep = [i for i, a in enumerate(audio[nk : nk + n_neg]) if len(a) >= 0.05 * RATE]
+    audible = int(0.05 * RATE)  # shorter other words (TTS said next to nothing) are dropped
+    keep = [i for i, a in enumerate(audio[nk : nk + n_neg]) if len(a) >= audible]
     neg = [audio[nk + i] for i in keep]
     neg_near_words = [near_words[i] for i in keep]
     sent = [a for a in audio[nk + n_neg : nk + n_neg + n_sent] if len(a) >= 0.2 * RATE]
     for a, (_, word) in zip(audio[nk + n_neg + n_sent :], paired, strict=True):
-        if len(a) >= 0.05 * RATE:
+        if len(a) >= audible:
             neg.append(a)
             neg_near_words.append(word)
     return Corpus(list(keywords), kw, neg, sent, counts, neg_near_words)
