@@ -184,3 +184,36 @@ def test_paired_near_misses_leave_the_rest_of_the_corpus_unchanged():
     assert len(extra) == len(b.neg) - len(a.neg) == 4
     index = D.near_miss_keywords(extra, ["down", "no"])
     assert [index[w] for w in extra] == [0, 0, 1, 1]
+
+
+def test_phone_sets_tell_minimal_pairs_apart():
+    assert D.phone_set("light") == {"l", "aI", "t"} and D.phone_set("right") == {"r", "aI", "t"}
+    assert D.phone_set("downtown") > D.phone_set("down")  # "t2" counts as "t"
+    inv = D.phone_inventory(["light", "right"])
+    assert list(inv) == sorted(inv) and set(inv) == {"l", "r", "aI", "t"}
+
+
+def test_phone_targets_lie_where_a_keyword_label_would():
+    cfg = FeatureConfig()
+    spans = [D.Span("neg", -1, 1600, 8000, text="light"), D.Span("sent", -1, 9000, 12000),
+             D.Span("kw", 0, 16000, 24000, text="right")]  # fmt: skip
+    inv = D.phone_inventory(["light", "right"])
+    ph = D.phone_targets(spans, 400, cfg, inv)
+    lab = D.frame_labels(spans, 400, cfg)
+    has = ph[:, 0] >= 0
+    np.testing.assert_array_equal(has & (np.arange(400) > 100), lab == 2)  # the keyword's frames
+    ends = np.arange(400) * cfg.hop + cfg.win
+    light = ph[has & (ends < 12000)]
+    assert len(light) and (light[:, inv["l"]] == 1).all() and (light[:, inv["r"]] == 0).all()
+    assert (ph[has & (ends > 16000)][:, inv["r"]] == 1).all()
+    assert (ph[~has] == -1).all()  # silence, the sentence and word bodies: no target
+
+
+def test_corpus_knows_the_words_its_other_clips_say():
+    c = D.build_corpus(["down", "no"], seed=5, n_per_keyword=3, n_neg=4, n_sent=2, paired_near=2)
+    assert len(c.neg_words) == len(c.neg) and all(c.neg_words)
+    assert c.neg_words[-4:] == c.neg_near_words[-4:]
+    rng = np.random.default_rng(0)
+    _, spans = D.make_stream(c, rng, 20.0, p_kw=0.5)
+    assert {s.text for s in spans if s.kind == "kw"} <= {"down", "no"}
+    assert all(s.text in c.neg_words for s in spans if s.kind == "neg")

@@ -23,6 +23,7 @@ from rtaudio.kws.train import (
     cmd_train,
     keyword_regions,
     max_pool_loss,
+    phone_loss,
     train,
 )
 from rtaudio.stage import AudioFormat
@@ -97,6 +98,27 @@ def test_smoke_train_with_near_miss_classes(tmp_path):
     stage.setup(AudioFormat(16000, 1, 4096))
     x = np.random.default_rng(0).standard_normal((8000, 1)).astype(np.float32) * 0.1
     assert stage.run(x) is x
+
+
+def test_smoke_train_with_the_phone_auxiliary_loss(tmp_path):
+    """`phone_aux`: a training-only head; the saved model is the plain GRU of the same keywords."""
+    torch.set_num_threads(1)
+    out = tmp_path / "ph"
+    kws = ["lights on", "lights off"]
+    cfg = train(kws, out, seed=1, minutes=0.05, corpus_scale=0.02, phone_aux=0.5, log=lambda m: None)
+    assert cfg["training"]["phone_aux"] == 0.5 and cfg["classes"] == ["_silence_", "_unknown_", *kws]
+    model, _ = models.load(out)
+    assert model.out.out_features == 4
+
+
+def test_phone_loss_counts_only_steps_with_a_target():
+    logits = torch.zeros(2, 3, 4, requires_grad=True)
+    tgt = torch.full((2, 3, 4), -1, dtype=torch.int8)
+    assert float(phone_loss(logits, tgt).detach()) == 0.0
+    tgt[0, 1] = torch.tensor([1, 0, 0, 1], dtype=torch.int8)
+    assert float(phone_loss(logits, tgt).detach()) == pytest.approx(np.log(2))
+    phone_loss(logits, tgt).backward()
+    assert logits.grad[1].abs().sum() == 0 and logits.grad[0, 1].abs().sum() > 0
 
 
 def test_near_classes_are_for_the_gru_only(tmp_path):

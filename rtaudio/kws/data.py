@@ -10,6 +10,7 @@ confusable words, filler sentences) with the training voices (see `voices.py`), 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,16 +50,32 @@ def parse_keywords(text: str | list[str]) -> list[str]:
     return out
 
 
-@lru_cache(maxsize=4096)
-def phonemes(text: str) -> str:
-    """espeak-ng's (en-us) phoneme string of `text` without stress marks; '' if espeak-ng is missing."""
+@lru_cache(maxsize=8192)
+def _espeak_phonemes(text: str) -> str:
+    """espeak-ng's (en-us) phoneme mnemonics of `text`, phones separated by "_"; '' if it is missing."""
     try:
-        out = subprocess.run(
-            ["espeak-ng", "-q", "-x", "-v", "en-us", text], capture_output=True, text=True, timeout=20
-        ).stdout
+        cmd = ["espeak-ng", "-q", "-x", "--sep=_", "-v", "en-us", text]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError):
         return ""
-    return "".join(out.split()).replace("'", "").replace(",", "")
+
+
+def phonemes(text: str) -> str:
+    """espeak-ng's (en-us) phoneme string of `text` without stress marks; '' if espeak-ng is missing."""
+    return "".join(_espeak_phonemes(text).split()).replace("_", "").replace("'", "").replace(",", "")
+
+
+@lru_cache(maxsize=8192)
+def phone_set(text: str) -> frozenset[str]:
+    """The phones of `text` (espeak-ng en-us; stress marks and variant suffixes dropped, "t2" is "t");
+    empty if espeak-ng is missing."""
+    raw = (p.strip("',%=") for w in _espeak_phonemes(text).split() for p in w.split("_"))
+    return frozenset(p for p in (re.sub(r"(?<=.)[#0-9]+$", "", q) for q in raw) if p)
+
+
+def phone_inventory(texts) -> dict[str, int]:
+    """Index of every phone in `texts`, sorted."""
+    return {p: i for i, p in enumerate(sorted(set().union(*map(phone_set, texts))))}
 
 
 def without_homophones(words, keywords: list[str]) -> list[str]:
@@ -172,6 +189,7 @@ class Corpus:
     sent: list[np.ndarray]
     voices: dict[str, int] = field(default_factory=dict)  # engine -> clip count
     neg_near_words: list[str] = field(default_factory=list)  # per `neg` clip: the near miss, or ""
+    neg_words: list[str] = field(default_factory=list)  # per `neg` clip: the word said
     # per `neg` clip: the keyword it is a near miss of, or -1; empty unless `label_near_misses` ran
     neg_near: list[int] = field(default_factory=list)
 
@@ -233,12 +251,14 @@ def build_corpus(
     keep = [i for i, a in enumerate(audio[nk : nk + n_neg]) if len(a) >= audible]
     neg = [audio[nk + i] for i in keep]
     neg_near_words = [near_words[i] for i in keep]
+    neg_words = [reqs[nk + i][1] for i in keep]
     sent = [a for a in audio[nk + n_neg : nk + n_neg + n_sent] if len(a) >= 0.2 * RATE]
     for a, (_, word) in zip(audio[nk + n_neg + n_sent :], paired, strict=True):
         if len(a) >= audible:
             neg.append(a)
             neg_near_words.append(word)
-    return Corpus(list(keywords), kw, neg, sent, counts, neg_near_words)
+            neg_words.append(word)
+    return Corpus(list(keywords), kw, neg, sent, counts, neg_near_words, neg_words)
 
 
 def _paired_near_requests(
@@ -267,6 +287,7 @@ class Span:
     start: int  # samples
     end: int
     near: int = -1  # "neg": the keyword index it is a near miss of (-1: none)
+    text: str = ""  # the word(s) said ("kw" and "neg"), if known
 
 
 def speed_perturb(y: np.ndarray, factor: float) -> np.ndarray:
@@ -290,15 +311,16 @@ def make_stream(
         parts.append(np.zeros(gap, np.float32))
         pos += gap
         u = rng.random()
-        near = -1
+        near, text = -1, ""
         if u < p_kw:
             label = int(rng.integers(len(corpus.kw)))
             clips = corpus.kw[label]
-            y, kind = clips[rng.integers(len(clips))], "kw"
+            y, kind, text = clips[rng.integers(len(clips))], "kw", corpus.keywords[label]
         elif u < p_kw + (1 - p_kw) * 0.55:
             j = int(rng.integers(len(corpus.neg)))
             y, kind, label = corpus.neg[j], "neg", -1
             near = corpus.neg_near[j] if corpus.neg_near else -1
+            text = corpus.neg_words[j] if corpus.neg_words else ""
         else:
             y, kind, label = corpus.sent[rng.integers(len(corpus.sent))], "sent", -1
             if len(y) > 3 * RATE and rng.random() < 0.5:  # a piece of a long sentence
@@ -306,7 +328,7 @@ def make_stream(
                 y = y[a : a + int(rng.uniform(1.5, 3.0) * RATE)]
         y = speed_perturb(y, float(rng.uniform(0.9, 1.1))) * np.float32(10 ** (rng.uniform(-6, 6) / 20))
         parts.append(y)
-        spans.append(Span(kind, label, pos, pos + len(y), near))
+        spans.append(Span(kind, label, pos, pos + len(y), near, text))
         pos += len(y)
     return np.concatenate(parts)[:total], [s for s in spans if s.end <= total]
 
@@ -407,8 +429,8 @@ def frame_labels(
     for s in spans:
         lab[(ends > s.start) & (ends - cfg.win < s.end)] = UNKNOWN
 
-    def window(s: Span) -> tuple[int, int]:  # the samples a keyword's label covers
-        return s.end - int(before_end * cfg.rate), s.end + int(LABEL_AFTER_END * cfg.rate)
+    def window(s: Span) -> tuple[int, int]:
+        return label_window(s, cfg, before_end)
 
     for s in spans:
         if near_offset is not None and s.kind == "neg" and s.near >= 0:
@@ -423,3 +445,32 @@ def frame_labels(
         lab[(ends > s.start) & (ends < a)] = IGNORE
         lab[(ends >= a) & (ends <= b)] = s.label + 2
     return lab
+
+
+def label_window(s: Span, cfg: FeatureConfig, before_end: float = LABEL_BEFORE_END) -> tuple[int, int]:
+    """The samples a keyword's label covers: from `before_end` s before the word's end to
+    LABEL_AFTER_END after it."""
+    return s.end - int(before_end * cfg.rate), s.end + int(LABEL_AFTER_END * cfg.rate)
+
+
+def phone_targets(
+    spans: list[Span],
+    n_frames: int,
+    cfg: FeatureConfig,
+    inventory: dict[str, int],
+    before_end: float = LABEL_BEFORE_END,
+) -> np.ndarray:
+    """Per-frame bag-of-phones targets, (n_frames, len(inventory)) int8: on the frames where a word's
+    keyword label would lie, 1 for each phone of the word said (keyword or other word), else 0;
+    rows of -1 where no word ends (no target). An auxiliary training target: to tell "right"
+    from "light" at the word's end the model must have kept the phones it heard."""
+    ends = np.arange(n_frames) * cfg.hop + cfg.win
+    out = np.full((n_frames, len(inventory)), -1, np.int8)
+    for s in spans:
+        if not s.text:
+            continue
+        a, b = label_window(s, cfg, before_end)
+        rows = (ends >= a) & (ends <= b)
+        out[rows] = 0
+        out[np.ix_(rows, [inventory[p] for p in phone_set(s.text) if p in inventory])] = 1
+    return out

@@ -47,12 +47,18 @@ class GRUClassifier(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """x: (batch, frames, n_in) raw features, frames a multiple of `stack` -> logits
         (batch, frames // stack, classes), new state."""
+        h, state = self.hidden_states(x, state)
+        return self.out(h), state
+
+    def hidden_states(
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last GRU layer's outputs (batch, frames // stack, hidden) and the new state."""
         if state is None:
             state = self.init_state(x.shape[0])
         b, t, f = x.shape
         z = ((x - self.mean) / self.std).reshape(b, t // self.stack, f * self.stack)
-        h, state = self.gru(self.inp(z), state)
-        return self.out(h), state
+        return self.gru(self.inp(z), state)
 
 
 class _SepBlock(nn.Sequential):

@@ -34,6 +34,8 @@ from .data import (
     frame_labels,
     make_stream,
     parse_keywords,
+    phone_inventory,
+    phone_targets,
 )
 from .decision import Decider, DecisionConfig, Event, single_keyword_events, smoothed, step_end_sample
 from .features import FeatureConfig, FeatureExtractor, RunningMeanNorm
@@ -79,12 +81,14 @@ def make_streams(
     before_end: float = LABEL_BEFORE_END,
     p_abut: float = 0.15,
     near_offset: int | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(n_streams, frames, dim) features and (n_streams, frames) labels of augmented streams."""
-    feats, labs = [], []
+    phones: dict[str, int] | None = None,
+) -> tuple[np.ndarray, ...]:
+    """(n_streams, frames, dim) features and (n_streams, frames) labels of augmented streams;
+    with a phone inventory `phones` also (n_streams, frames, n_phones) `phone_targets`."""
+    feats, labs, phs = [], [], []
     n_pieces = max(1, int(round(seconds / PIECE_S)))
     for _ in range(n_streams):
-        fs, ls = [], []
+        fs, ls, ps = [], [], []
         for _ in range(n_pieces):
             y, spans = make_stream(corpus, rng, PIECE_S, p_kw, p_abut)
             y = augment(y, spans, rng, corpus.sent)
@@ -92,13 +96,18 @@ def make_streams(
             f = FeatureExtractor(cfg, warp).compute(y)
             fs.append(f)
             ls.append(frame_labels(spans, len(f), cfg, before_end, near_offset))
+            if phones is not None:
+                ps.append(phone_targets(spans, len(f), cfg, phones, before_end))
         f = np.concatenate(fs)
         if mean_norm_s > 0:  # over the whole stream, as it runs live
             f = RunningMeanNorm(mean_norm_s, cfg.hop / cfg.rate).push(f)
         feats.append(f)
         labs.append(np.concatenate(ls))
+        if phones is not None:
+            phs.append(np.concatenate(ps))
     n = min(len(f) for f in feats)
-    return np.stack([f[:n] for f in feats]), np.stack([lab[:n] for lab in labs])
+    out = np.stack([f[:n] for f in feats]), np.stack([lab[:n] for lab in labs])
+    return out + (np.stack([p[:n] for p in phs]),) if phones is not None else out
 
 
 _POOL_MAKER: dict[str, Any] = {}
@@ -112,7 +121,7 @@ def _init_pool_maker(corpus: Corpus, feats: FeatureConfig, stream_opts: dict[str
     _POOL_MAKER.update(corpus=corpus, feats=feats, stream_opts=stream_opts)
 
 
-def _make_pool(seed: int, key: int, n_streams: int, seconds: float) -> tuple[np.ndarray, np.ndarray]:
+def _make_pool(seed: int, key: int, n_streams: int, seconds: float) -> tuple[np.ndarray, ...]:
     """One pool of training streams, in the data worker process (deterministic from seed and key)."""
     rng = np.random.default_rng([seed, key])
     c, f = _POOL_MAKER["corpus"], _POOL_MAKER["feats"]
@@ -165,6 +174,14 @@ def max_pool_loss(
     return losses / count.clamp(min=1e-9)
 
 
+def phone_loss(logits: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the bag-of-phones head on the steps that have a target (not -1)."""
+    has = tgt[..., 0] >= 0
+    if not bool(has.any()):
+        return logits.sum() * 0.0
+    return nn.functional.binary_cross_entropy_with_logits(logits[has], tgt[has].float())
+
+
 def train_gru(
     model: models.GRUClassifier,
     data_fn,
@@ -174,13 +191,19 @@ def train_gru(
     loss: str = "ce",
     lr: float = LR,
     n_kw: int | None = None,
+    phone_aux: float = 0.0,
+    n_phones: int = 0,
 ) -> None:
     """Truncated back-propagation through long streams: the state is carried from chunk to chunk
     (detached), as it is carried live. The target of a group of stacked frames is its last frame's.
-    `loss`: "ce" (every labelled step) or "maxpool" (see `max_pool_loss`)."""
+    `loss`: "ce" (every labelled step) or "maxpool" (see `max_pool_loss`). `phone_aux` > 0: a
+    training-only head on the GRU's output learns the bag of phones of each word at its end
+    (`phone_targets`, third array of `data_fn`), weighted `phone_aux` in the loss."""
     k = model.stack
     chunk = max(k, chunk // k * k)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    head = nn.Linear(model.hidden, n_phones) if phone_aux > 0 else None
+    params = list(model.parameters()) + (list(head.parameters()) if head else [])
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     t0 = time.monotonic()
     bar = Bar("training", budget_s)
     epoch = steps = 0
@@ -189,8 +212,7 @@ def train_gru(
     weight = torch.tensor([1.0, 1.0] + [KEYWORD_WEIGHT] * n_kw + [1.0] * (n_cls - 2 - n_kw))
     lossf = nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE)
     while time.monotonic() - t0 < budget_s:
-        x, y = data_fn(epoch)
-        x, y = torch.from_numpy(x), torch.from_numpy(y)
+        x, y, *ph = (torch.from_numpy(a) for a in data_fn(epoch))
         state = model.init_state(x.shape[0])
         losses, correct, count = [], 0, 0
         model.train()
@@ -200,13 +222,16 @@ def train_gru(
                 break
             for g in opt.param_groups:
                 g["lr"] = _lr(lr, frac)
-            logits, state = model(x[:, a : a + chunk], state)
+            h, state = model.hidden_states(x[:, a : a + chunk], state)
+            logits = model.out(h)
             state = state.detach()
             tgt = y[:, a + k - 1 : a + chunk : k]
             if loss == "maxpool":
                 step_loss = max_pool_loss(logits, tgt, weight, n_kw)
             else:
                 step_loss = lossf(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
+            if head is not None:
+                step_loss = step_loss + phone_aux * phone_loss(head(h), ph[0][:, a + k - 1 : a + chunk : k])
             opt.zero_grad()
             step_loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -466,6 +491,7 @@ def train(
     lr: float = LR,
     near_classes: bool = False,
     paired_near: int = 0,
+    phone_aux: float = 0.0,
     log=print,
 ) -> dict[str, Any]:
     """Train, calibrate and save a model for `keywords`; returns its config. `other_words` clips
@@ -473,7 +499,8 @@ def train(
     trained GRU of the same keywords and features to continue from (fine-tuning). `near_classes`:
     one extra output class per keyword, "near:<keyword>", for its near misses (labelled where the
     keyword would be); ignored by the decision layer. `paired_near`: the voices of the first that many
-    clips of each keyword also say one of its near misses (`build_corpus`; experimental)."""
+    clips of each keyword also say one of its near misses (`build_corpus`; experimental).
+    `phone_aux`: weight of the bag-of-phones auxiliary loss (`train_gru`; experimental)."""
     if near_classes and arch != "gru":
         raise RtAudioError("--near-classes is for the GRU only (the CNN's sampling treats them as keywords)")
     torch.manual_seed(seed)
@@ -546,13 +573,15 @@ def train(
             "init_from": str(init_from) if init_from else None,
             "near_classes": near_classes,
             "paired_near": paired_near,
+            "phone_aux": phone_aux,
         },
     }
     model = models.build(config)
     if start is not None:
         model.load_state_dict(start.state_dict())
     n_streams, seconds = (32, 128.0) if corpus_scale >= 0.5 else (4, 16.0)
-    cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    cache: dict[int, tuple[np.ndarray, ...]] = {}
+    phones = phone_inventory([*keywords, *corpus.neg_words]) if phone_aux > 0 else None
     # The next pool is made in a worker process while the model trains on the current one: every
     # epoch sees fresh streams (a model that reused a pool for 3 epochs memorised it: its loss jumped
     # on each new pool). A thread was no good: it held the GIL that the training loop needs.
@@ -567,12 +596,13 @@ def train(
                 "before_end": label_before_end,
                 "p_abut": p_abut,
                 "near_offset": len(class_names(keywords)) if near_classes else None,
+                "phones": phones,
             },
         ),
     )
     pending: dict[int, Future] = {}
 
-    def data_fn(epoch: int) -> tuple[np.ndarray, np.ndarray]:
+    def data_fn(epoch: int) -> tuple[np.ndarray, ...]:
         key = epoch // POOL_EPOCHS  # a fresh pool every POOL_EPOCHS epochs
         if key not in cache:
             cache.clear()
@@ -592,7 +622,8 @@ def train(
     budget = max(5.0, minutes * 60 - (time.monotonic() - t0) - reserve)
     try:
         if arch == "gru":
-            train_gru(model, data_fn, budget, log, loss=loss, lr=lr, n_kw=len(keywords))
+            aux = {"phone_aux": phone_aux, "n_phones": len(phones or {})}
+            train_gru(model, data_fn, budget, log, loss=loss, lr=lr, n_kw=len(keywords), **aux)
         else:
             train_cnn(model, data_fn, budget, log)
     finally:
