@@ -214,7 +214,7 @@ def train_gru(
     while time.monotonic() - t0 < budget_s:
         x, y, *ph = (torch.from_numpy(a) for a in data_fn(epoch))
         state = model.init_state(x.shape[0])
-        losses, correct, count = [], 0, 0
+        losses, ph_losses, correct, count = [], [0.0], 0, 0
         model.train()
         for a in range(0, x.shape[1] - chunk + 1, chunk):
             frac = (time.monotonic() - t0) / budget_s
@@ -231,7 +231,9 @@ def train_gru(
             else:
                 step_loss = lossf(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
             if head is not None:
-                step_loss = step_loss + phone_aux * phone_loss(head(h), ph[0][:, a + k - 1 : a + chunk : k])
+                ph_loss = phone_loss(head(h), ph[0][:, a + k - 1 : a + chunk : k])
+                step_loss = step_loss + phone_aux * ph_loss
+                ph_losses.append(ph_loss.item())
             opt.zero_grad()
             step_loss.backward()
             nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -243,7 +245,8 @@ def train_gru(
             count += int(m.sum())
             bar.update(
                 time.monotonic() - t0,
-                f"epoch {epoch} loss {np.mean(losses[-20:]):.3f} kw-acc {correct / max(1, count):.2f}",
+                f"epoch {epoch} loss {np.mean(losses[-20:]):.3f} kw-acc {correct / max(1, count):.2f}"
+                + (f" phones {np.mean(ph_losses[-20:]):.3f}" if head is not None else ""),
             )
         epoch += 1
     bar.update(budget_s, f"{epoch} epochs")
