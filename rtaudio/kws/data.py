@@ -429,19 +429,16 @@ def frame_labels(
     for s in spans:
         lab[(ends > s.start) & (ends - cfg.win < s.end)] = UNKNOWN
 
-    def window(s: Span) -> tuple[int, int]:
-        return label_window(s, cfg, before_end)
-
     for s in spans:
         if near_offset is not None and s.kind == "neg" and s.near >= 0:
             # a near miss of keyword k: class near:k (index near_offset + k) on the frames where
             # keyword k would have its label; the frames before stay unknown
-            a, b = window(s)
+            a, b = label_window(s, cfg, before_end)
             lab[(ends >= a) & (ends <= b)] = near_offset + s.near
     for s in spans:
         if s.kind != "kw":
             continue
-        a, b = window(s)
+        a, b = label_window(s, cfg, before_end)
         lab[(ends > s.start) & (ends < a)] = IGNORE
         lab[(ends >= a) & (ends <= b)] = s.label + 2
     return lab
