@@ -124,6 +124,8 @@ def test_phone_loss_counts_only_steps_with_a_target():
 def test_near_classes_are_for_the_gru_only(tmp_path):
     with pytest.raises(RtAudioError, match="GRU only"):
         train(["lights on", "lights off"], tmp_path / "m", arch="cnn", near_classes=True, log=lambda m: None)
+    with pytest.raises(RtAudioError, match="phone_aux is for the GRU only"):
+        train(["lights on", "lights off"], tmp_path / "m", arch="cnn", phone_aux=1.0, log=lambda m: None)
     assert not (tmp_path / "m").exists()
 
 

@@ -214,7 +214,7 @@ def train_gru(
     while time.monotonic() - t0 < budget_s:
         x, y, *ph = (torch.from_numpy(a) for a in data_fn(epoch))
         state = model.init_state(x.shape[0])
-        losses, ph_losses, correct, count = [], [0.0], 0, 0
+        losses, ph_losses, correct, count = [], [], 0, 0
         model.train()
         for a in range(0, x.shape[1] - chunk + 1, chunk):
             frac = (time.monotonic() - t0) / budget_s
@@ -246,7 +246,7 @@ def train_gru(
             bar.update(
                 time.monotonic() - t0,
                 f"epoch {epoch} loss {np.mean(losses[-20:]):.3f} kw-acc {correct / max(1, count):.2f}"
-                + (f" phones {np.mean(ph_losses[-20:]):.3f}" if head is not None else ""),
+                + (f" phones {np.mean(ph_losses[-20:]):.3f}" if ph_losses else ""),
             )
         epoch += 1
     bar.update(budget_s, f"{epoch} epochs")
@@ -506,6 +506,8 @@ def train(
     `phone_aux`: weight of the bag-of-phones auxiliary loss (`train_gru`; experimental)."""
     if near_classes and arch != "gru":
         raise RtAudioError("--near-classes is for the GRU only (the CNN's sampling treats them as keywords)")
+    if phone_aux > 0 and arch != "gru":
+        raise RtAudioError("phone_aux is for the GRU only (the phones' head reads its recurrent state)")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     t0 = time.monotonic()
@@ -625,8 +627,10 @@ def train(
     budget = max(5.0, minutes * 60 - (time.monotonic() - t0) - reserve)
     try:
         if arch == "gru":
-            aux = {"phone_aux": phone_aux, "n_phones": len(phones or {})}
-            train_gru(model, data_fn, budget, log, loss=loss, lr=lr, n_kw=len(keywords), **aux)
+            train_gru(
+                model, data_fn, budget, log, loss=loss, lr=lr, n_kw=len(keywords),
+                phone_aux=phone_aux, n_phones=len(phones or {}),
+            )  # fmt: skip
         else:
             train_cnn(model, data_fn, budget, log)
     finally:
