@@ -209,6 +209,30 @@ def test_phone_targets_lie_where_a_keyword_label_would():
     assert (ph[~has] == -1).all()  # silence, the sentence and word bodies: no target
 
 
+def test_phone_sequences_keep_the_order_a_bag_drops():
+    assert D.phone_set("stop") == D.phone_set("spot")
+    assert D.phone_sequence("stop") == ("s", "t", "0", "p")
+    assert D.phone_sequence("spot") == ("s", "p", "0", "t")
+
+
+def test_phone_segments_mark_each_word_on_its_first_frame():
+    cfg = FeatureConfig()
+    spans = [D.Span("neg", -1, 1600, 8000, text="spot"), D.Span("sent", -1, 9000, 12000),
+             D.Span("kw", 0, 20000, 26000, text="stop"),
+             D.Span("neg", -1, 60000, 62000, text="stop")]  # fmt: skip
+    inv = D.phone_inventory(["stop"])
+    seg = D.phone_segments(spans, 300, cfg, inv)
+    rows = np.flatnonzero(seg[:, 0] >= 0)
+    ends = np.arange(300) * cfg.hop + cfg.win
+    assert list(rows) == [8, 123]  # the first frame that has heard each word's start; none past the end
+    assert ends[8] >= 1600 > ends[7]
+    after = int(D.SEQ_AFTER_END * cfg.rate)
+    assert ends[8 + seg[8, 0]] >= 8000 + after > ends[8 + seg[8, 0] - 1]  # to just past the word's end
+    ids = {p: i + 1 for p, i in inv.items()}  # 0 is the CTC blank
+    assert list(seg[8, 1:5]) == [ids[p] for p in "sp0t"] and list(seg[123, 1:5]) == [ids[p] for p in "st0p"]
+    assert (seg[8, 5:] == -1).all() and (np.delete(seg, rows, 0) == -1).all()
+
+
 def test_corpus_knows_the_words_its_other_clips_say():
     c = D.build_corpus(["down", "no"], seed=5, n_per_keyword=3, n_neg=4, n_sent=2, paired_near=2)
     assert len(c.neg_words) == len(c.neg) and all(c.neg_words)

@@ -23,6 +23,7 @@ from rtaudio.kws.train import (
     cmd_train,
     keyword_regions,
     max_pool_loss,
+    phone_ctc_loss,
     phone_loss,
     train,
 )
@@ -119,6 +120,37 @@ def test_phone_loss_counts_only_steps_with_a_target():
     assert float(phone_loss(logits, tgt).detach()) == pytest.approx(np.log(2))
     phone_loss(logits, tgt).backward()
     assert logits.grad[1].abs().sum() == 0 and logits.grad[0, 1].abs().sum() > 0
+
+
+def test_phone_ctc_loss_reads_only_segments_inside_the_chunk():
+    """A word's segment is scored by CTC over its steps; one that runs past the chunk is left out,
+    and the loss only reaches the steps of the segments scored."""
+    seg = torch.full((1, 30, 17), -1, dtype=torch.int16)
+    seg[0, 3, :4] = torch.tensor([9, 1, 2, 1])  # frames 3..11 -> steps 1..3, phones 1 2 1
+    seg[0, 24, :3] = torch.tensor([9, 2, 2])  # frames 24..32: past the chunk's 30
+    logits = torch.zeros(1, 10, 3, requires_grad=True)
+    loss = phone_ctc_loss(logits, seg, 3)
+    # uniform outputs over 3 steps: the one alignment of "1 2 1" has probability 3^-3, per phone ln 3
+    assert float(loss.detach()) == pytest.approx(np.log(3))
+    loss.backward()
+    touched = logits.grad.abs().sum(-1)[0] > 0
+    assert touched.tolist() == [False, True, True, True] + [False] * 6
+    seg[0, 3, 0] = -1
+    assert float(phone_ctc_loss(logits, seg, 3).detach()) == 0.0
+
+
+def test_smoke_train_with_the_phone_sequence_loss(tmp_path):
+    torch.set_num_threads(1)
+    out = tmp_path / "seq"
+    cfg = train(["yes", "no"], out, seed=1, minutes=0.05, corpus_scale=0.02, phone_aux=0.5, phone_seq=True,
+                log=lambda m: None)  # fmt: skip
+    assert cfg["training"]["phone_seq"] is True
+    model, _ = models.load(out)
+    assert model.out.out_features == 4
+    # the head is kept beside the model, for reading what it learnt: one output per phone and a blank
+    meta = json.loads((out / "phone_head.json").read_text())
+    head = torch.load(out / "phone_head.pt", weights_only=True)
+    assert meta["ctc"] and head["weight"].shape == (len(meta["phones"]) + 1, model.hidden)
 
 
 def test_near_classes_are_for_the_gru_only(tmp_path):

@@ -66,11 +66,16 @@ def phonemes(text: str) -> str:
 
 
 @lru_cache(maxsize=8192)
-def phone_set(text: str) -> frozenset[str]:
-    """The phones of `text` (espeak-ng en-us; stress marks and variant suffixes dropped, "t2" is "t");
-    empty if espeak-ng is missing."""
+def phone_sequence(text: str) -> tuple[str, ...]:
+    """The phones of `text` in order (espeak-ng en-us; stress marks and variant suffixes dropped,
+    "t2" is "t"); empty if espeak-ng is missing."""
     raw = (p.strip("',%=") for w in _espeak_phonemes(text).split() for p in w.split("_"))
-    return frozenset(p for p in (re.sub(r"(?<=.)[#0-9]+$", "", q) for q in raw) if p)
+    return tuple(p for p in (re.sub(r"(?<=.)[#0-9]+$", "", q) for q in raw) if p)
+
+
+def phone_set(text: str) -> frozenset[str]:
+    """The phones of `text`, unordered (see `phone_sequence`)."""
+    return frozenset(phone_sequence(text))
 
 
 def phone_inventory(texts) -> dict[str, int]:
@@ -470,4 +475,31 @@ def phone_targets(
         rows = (ends >= a) & (ends <= b)
         out[rows] = 0
         out[np.ix_(rows, [inventory[p] for p in phone_set(s.text) if p in inventory])] = 1
+    return out
+
+
+MAX_WORD_PHONES = 16  # longer words get no phone-sequence target
+SEQ_AFTER_END = 0.1  # s: a word's phone-sequence segment runs this long past its end (the GRU lags)
+
+
+def phone_segments(
+    spans: list[Span], n_frames: int, cfg: FeatureConfig, inventory: dict[str, int]
+) -> np.ndarray:
+    """Per-word ordered phone targets, (n_frames, 1 + MAX_WORD_PHONES) int16, -1 everywhere but on
+    each said word's first frame (keywords and other words; not sentences), whose row holds the
+    segment's length in frames, then the word's phone ids + 1 (0 is the CTC blank). The segment
+    runs from the word's start to SEQ_AFTER_END past its end. Unlike a bag (`phone_targets`) the
+    order is kept: "stop" and "spot" differ, and the first phone must be heard where it is said."""
+    ends = np.arange(n_frames) * cfg.hop + cfg.win
+    out = np.full((n_frames, 1 + MAX_WORD_PHONES), -1, np.int16)
+    for s in spans:
+        seq = [inventory[p] + 1 for p in phone_sequence(s.text) if p in inventory] if s.text else []
+        if not seq or len(seq) > MAX_WORD_PHONES:
+            continue
+        first = int(np.searchsorted(ends, s.start))
+        last = int(np.searchsorted(ends, s.end + int(SEQ_AFTER_END * cfg.rate)))
+        if first >= n_frames:
+            continue
+        out[first, 0] = min(last, n_frames) - first
+        out[first, 1 : 1 + len(seq)] = seq
     return out

@@ -35,6 +35,7 @@ from .data import (
     make_stream,
     parse_keywords,
     phone_inventory,
+    phone_segments,
     phone_targets,
 )
 from .decision import Decider, DecisionConfig, Event, single_keyword_events, smoothed, step_end_sample
@@ -82,9 +83,11 @@ def make_streams(
     p_abut: float = 0.15,
     near_offset: int | None = None,
     phones: dict[str, int] | None = None,
+    phone_seq: bool = False,
 ) -> tuple[np.ndarray, ...]:
     """(n_streams, frames, dim) features and (n_streams, frames) labels of augmented streams;
-    with a phone inventory `phones` also (n_streams, frames, n_phones) `phone_targets`."""
+    with a phone inventory `phones` also (n_streams, frames, n_phones) `phone_targets`, or with
+    `phone_seq` (n_streams, frames, 1 + MAX_WORD_PHONES) `phone_segments`."""
     feats, labs, phs = [], [], []
     n_pieces = max(1, int(round(seconds / PIECE_S)))
     for _ in range(n_streams):
@@ -97,7 +100,11 @@ def make_streams(
             fs.append(f)
             ls.append(frame_labels(spans, len(f), cfg, before_end, near_offset))
             if phones is not None:
-                ps.append(phone_targets(spans, len(f), cfg, phones, before_end))
+                ps.append(
+                    phone_segments(spans, len(f), cfg, phones)
+                    if phone_seq
+                    else phone_targets(spans, len(f), cfg, phones, before_end)
+                )
         f = np.concatenate(fs)
         if mean_norm_s > 0:  # over the whole stream, as it runs live
             f = RunningMeanNorm(mean_norm_s, cfg.hop / cfg.rate).push(f)
@@ -182,6 +189,34 @@ def phone_loss(logits: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
     return nn.functional.binary_cross_entropy_with_logits(logits[has], tgt[has].float())
 
 
+def phone_ctc_loss(logits: torch.Tensor, seg: torch.Tensor, stack: int) -> torch.Tensor:
+    """CTC loss of the phone head over each word segment that lies wholly in this chunk.
+    logits (batch, steps, 1 + n_phones), blank 0; seg (batch, steps * stack, 1 + MAX_WORD_PHONES)
+    `phone_segments` rows of the chunk's frames. A step's frames are [j * stack, (j + 1) * stack)."""
+    n_frames = seg.shape[1]
+    b_idx, f_idx = torch.nonzero(seg[..., 0] >= 0, as_tuple=True)
+    pieces, targets, in_lens, tgt_lens = [], [], [], []
+    for b, f in zip(b_idx.tolist(), f_idx.tolist(), strict=True):
+        row = seg[b, f]
+        length = int(row[0])
+        if f + length > n_frames:
+            continue  # runs into the next chunk
+        first, last = f // stack, (f + length - 1) // stack + 1
+        phones = row[1:][row[1:] > 0].long()
+        if last - first < len(phones):
+            continue
+        pieces.append(logits[b, first:last])
+        targets.append(phones)
+        in_lens.append(last - first)
+        tgt_lens.append(len(phones))
+    if not pieces:
+        return logits.sum() * 0.0
+    logp = nn.utils.rnn.pad_sequence(pieces).log_softmax(-1)  # (T, N, C)
+    return nn.functional.ctc_loss(
+        logp, torch.cat(targets), torch.tensor(in_lens), torch.tensor(tgt_lens), zero_infinity=True
+    )
+
+
 def train_gru(
     model: models.GRUClassifier,
     data_fn,
@@ -193,15 +228,18 @@ def train_gru(
     n_kw: int | None = None,
     phone_aux: float = 0.0,
     n_phones: int = 0,
-) -> None:
+    phone_seq: bool = False,
+) -> nn.Linear | None:
     """Truncated back-propagation through long streams: the state is carried from chunk to chunk
     (detached), as it is carried live. The target of a group of stacked frames is its last frame's.
     `loss`: "ce" (every labelled step) or "maxpool" (see `max_pool_loss`). `phone_aux` > 0: a
     training-only head on the GRU's output learns the bag of phones of each word at its end
-    (`phone_targets`, third array of `data_fn`), weighted `phone_aux` in the loss."""
+    (`phone_targets`, third array of `data_fn`), weighted `phone_aux` in the loss; with `phone_seq`
+    it learns each word's phones in order instead (`phone_segments`, `phone_ctc_loss`). Returns
+    that head (None without one)."""
     k = model.stack
     chunk = max(k, chunk // k * k)
-    head = nn.Linear(model.hidden, n_phones) if phone_aux > 0 else None
+    head = nn.Linear(model.hidden, n_phones + phone_seq) if phone_aux > 0 else None
     params = list(model.parameters()) + (list(head.parameters()) if head else [])
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
     t0 = time.monotonic()
@@ -231,7 +269,11 @@ def train_gru(
             else:
                 step_loss = lossf(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
             if head is not None:
-                ph_loss = phone_loss(head(h), ph[0][:, a + k - 1 : a + chunk : k])
+                ph_loss = (
+                    phone_ctc_loss(head(h), ph[0][:, a : a + chunk], k)
+                    if phone_seq
+                    else phone_loss(head(h), ph[0][:, a + k - 1 : a + chunk : k])
+                )
                 step_loss = step_loss + phone_aux * ph_loss
                 ph_losses.append(ph_loss.item())
             opt.zero_grad()
@@ -251,6 +293,7 @@ def train_gru(
         epoch += 1
     bar.update(budget_s, f"{epoch} epochs")
     log(f"training: {steps} steps, {epoch} epochs in {time.monotonic() - t0:.0f} s")
+    return head
 
 
 def train_cnn(model: models.DSCNN, data_fn, budget_s: float, log=print, batch: int = 96) -> None:
@@ -495,6 +538,8 @@ def train(
     near_classes: bool = False,
     paired_near: int = 0,
     phone_aux: float = 0.0,
+    phone_seq: bool = False,
+    hidden: int = 128,
     log=print,
 ) -> dict[str, Any]:
     """Train, calibrate and save a model for `keywords`; returns its config. `other_words` clips
@@ -503,7 +548,8 @@ def train(
     one extra output class per keyword, "near:<keyword>", for its near misses (labelled where the
     keyword would be); ignored by the decision layer. `paired_near`: the voices of the first that many
     clips of each keyword also say one of its near misses (`build_corpus`; experimental).
-    `phone_aux`: weight of the bag-of-phones auxiliary loss (`train_gru`; experimental)."""
+    `phone_aux`: weight of the bag-of-phones auxiliary loss, or with `phone_seq` of the CTC loss
+    over each word's ordered phones (`train_gru`; experimental). `hidden`: the GRU's width."""
     if near_classes and arch != "gru":
         raise RtAudioError("--near-classes is for the GRU only (the CNN's sampling treats them as keywords)")
     if phone_aux > 0 and arch != "gru":
@@ -512,7 +558,7 @@ def train(
     rng = np.random.default_rng(seed)
     t0 = time.monotonic()
     arch_params = (
-        {"hidden": 128, "layers": 2, "stack": STACK}
+        {"hidden": hidden, "layers": 2, "stack": STACK}
         if arch == "gru"
         else {"channels": 64, "blocks": 4, "window": 100}
     )
@@ -579,6 +625,7 @@ def train(
             "near_classes": near_classes,
             "paired_near": paired_near,
             "phone_aux": phone_aux,
+            "phone_seq": phone_seq,
         },
     }
     model = models.build(config)
@@ -602,6 +649,7 @@ def train(
                 "p_abut": p_abut,
                 "near_offset": len(class_names(keywords)) if near_classes else None,
                 "phones": phones,
+                "phone_seq": phone_seq,
             },
         ),
     )
@@ -625,11 +673,12 @@ def train(
     data_fn(0)
     reserve = 90 if corpus_scale >= 0.5 else 10  # calibration and saving (measured 40-60 s)
     budget = max(5.0, minutes * 60 - (time.monotonic() - t0) - reserve)
+    head = None
     try:
         if arch == "gru":
-            train_gru(
+            head = train_gru(
                 model, data_fn, budget, log, loss=loss, lr=lr, n_kw=len(keywords),
-                phone_aux=phone_aux, n_phones=len(phones or {}),
+                phone_aux=phone_aux, n_phones=len(phones or {}), phone_seq=phone_seq,
             )  # fmt: skip
         else:
             train_cnn(model, data_fn, budget, log)
@@ -641,6 +690,9 @@ def train(
     cal_minutes = (20.0, 180.0) if corpus_scale >= 0.5 else (0.15, 0.15)
     config.update(calibrate(model, config, held, rng, target_fa_per_hour, *cal_minutes, log=log))
     models.save(model, config, out_dir)
+    if head is not None:  # for reading what the phone head learnt; the detector never loads it
+        torch.save(head.state_dict(), out_dir / "phone_head.pt")
+        (out_dir / "phone_head.json").write_text(json.dumps({"phones": phones, "ctc": phone_seq}))
     log(f"model written to {out_dir} ({time.monotonic() - t0:.0f} s total)")
     return config
 
