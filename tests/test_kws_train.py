@@ -143,10 +143,10 @@ def test_smoke_train_with_the_phone_sequence_loss(tmp_path):
     torch.set_num_threads(1)
     out = tmp_path / "seq"
     cfg = train(["yes", "no"], out, seed=1, minutes=0.05, corpus_scale=0.02, phone_aux=0.5, phone_seq=True,
-                log=lambda m: None)  # fmt: skip
-    assert cfg["training"]["phone_seq"] is True
+                hidden=48, log=lambda m: None)  # fmt: skip
+    assert cfg["training"]["phone_seq"] is True and cfg["arch_params"]["hidden"] == 48
     model, _ = models.load(out)
-    assert model.out.out_features == 4
+    assert model.out.out_features == 4 and model.hidden == 48
     # the head is kept beside the model, for reading what it learnt: one output per phone and a blank
     meta = json.loads((out / "phone_head.json").read_text())
     head = torch.load(out / "phone_head.pt", weights_only=True)
