@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="the voices of N clips per keyword also say its near misses (experimental)")
     tr.set_defaults(func=cmd_train)
 
+    en = sub.add_parser("ensemble", help="average trained keyword models into one, calibrated anew")
+    en.add_argument("models", nargs="+", help="two or more GRU model dirs of the same keywords")
+    en.add_argument("--out", required=True, help="model directory to write")
+    en.add_argument("--seed", type=int, default=0, help="seed of the held-out calibration set")
+    en.set_defaults(func=cmd_ensemble)
+
     tv = sub.add_parser("train-verifier", help="train a second-stage verifier for a keyword model (cascade)")
     tv.add_argument("--model", default=None, help="the first-stage keyword model dir (default: shipped)")
     tv.add_argument("--out", default="kws_verifier", help="verifier directory to write")
@@ -366,6 +372,12 @@ def cmd_latency_test(args) -> int:
 
 def cmd_train(args) -> int:
     from .kws.train import cmd_train as run
+
+    return run(args)
+
+
+def cmd_ensemble(args) -> int:
+    from .kws.train import cmd_ensemble as run
 
     return run(args)
 

@@ -13,6 +13,7 @@ one is `rtaudio/models/kws.pt` + `kws.json`.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,37 @@ class GRUClassifier(nn.Module):
         return self.gru(self.inp(z), state)
 
 
+class GRUEnsemble(nn.Module):
+    """Several GRUClassifiers trained apart, run side by side on the same frames; their class
+    probabilities are averaged. The output is the log of that mean, so that a softmax of it (as the
+    streamer takes) gives the mean itself. The state is the members' states stacked."""
+
+    def __init__(
+        self, n_in: int, n_classes: int, members: int, hidden: int = 128, layers: int = 2, stack: int = 1
+    ) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(
+            GRUClassifier(n_in, n_classes, hidden, layers, stack) for _ in range(members)
+        )
+        self.stack, self.layers = stack, layers
+
+    def init_state(self, batch: int = 1) -> torch.Tensor:
+        return torch.cat([m.init_state(batch) for m in self.members])
+
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if state is None:
+            state = self.init_state(x.shape[0])
+        logps, states = [], []
+        for m, s in zip(self.members, state.split(self.layers), strict=True):
+            logits, s = m(x, s)
+            logps.append(logits.log_softmax(-1))
+            states.append(s)
+        mean = torch.logsumexp(torch.stack(logps), 0) - math.log(len(self.members))
+        return mean, torch.cat(states)
+
+
 class _SepBlock(nn.Sequential):
     def __init__(self, ch: int) -> None:
         super().__init__(
@@ -106,7 +138,7 @@ def build(config: dict[str, Any]) -> nn.Module:
     )
     p = config.get("arch_params", {})
     if arch == "gru":
-        return GRUClassifier(n_in, n_cls, **p)
+        return GRUEnsemble(n_in, n_cls, **p) if p.get("members", 1) > 1 else GRUClassifier(n_in, n_cls, **p)
     if arch == "cnn":
         return DSCNN(n_in, n_cls, **p)
     raise ConfigError(f"unknown model architecture {arch!r} (expected 'gru' or 'cnn')")
@@ -180,3 +212,27 @@ def load(path: str | Path | None = None, where: str = "kws") -> tuple[nn.Module,
         ) from None
     model.eval()
     return model, config
+
+
+def ensemble(paths: list[str | Path]) -> tuple[nn.Module, dict[str, Any]]:
+    """One model averaging the GRU models at `paths` (same keywords, classes, features, width and
+    stride). Its config is the first's, its decision settings the first's until it is calibrated
+    again (`train.recalibrate`); `training` lists each member's."""
+    if len(paths) < 2:
+        raise ConfigError(f"an ensemble needs at least two models, got {len(paths)}")
+    loaded = [load(p) for p in paths]
+    first = loaded[0][1]
+    same = ("arch", "arch_params", "features", "classes", "keywords", "stride", "mean_norm_s")
+    for p, (_, cfg) in zip(paths, loaded, strict=True):
+        if cfg["arch"] != "gru" or cfg.get("arch_params", {}).get("members", 1) != 1:
+            raise ConfigError(f"{p}: an ensemble member must be a single GRU model")
+        diff = [k for k in same if cfg.get(k) != first.get(k)]
+        if diff:
+            raise ConfigError(f"{p}: differs from {paths[0]} in {', '.join(diff)}")
+    config = dict(first, arch_params={**first["arch_params"], "members": len(paths)})
+    members = [dict(cfg.get("training", {}), path=str(p)) for p, (_, cfg) in zip(paths, loaded, strict=True)]
+    config["training"] = {"members": members}
+    model = build(config)
+    for dst, (src, _) in zip(model.members, loaded, strict=True):
+        dst.load_state_dict(src.state_dict())
+    return model.eval(), config

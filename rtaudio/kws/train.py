@@ -703,11 +703,41 @@ def recalibrate(
 ) -> dict[str, Any]:  # fmt: skip
     """Calibrate the thresholds of a trained model again (e.g. on more held-out data) and save it."""
     model, config = models.load(model_dir)
-    held = build_corpus(config["keywords"], seed + 10_000, 40, 300, 100, progress=log)
+    return _calibrate_and_save(
+        model, config, out_dir, seed, target_fa_per_hour, minutes_pos, minutes_neg, log
+    )
+
+
+def build_ensemble(
+    model_dirs: list[Path], out_dir: Path, seed: int = 0, target_fa_per_hour: float = 10.0,
+    scale: float = 1.0, log=print,
+) -> dict[str, Any]:  # fmt: skip
+    """Average trained GRU models (`models.ensemble`), calibrate the average on held-out
+    training-voice streams as `train` does (`scale` < 1: a smaller set, for tests) and save it."""
+    model, config = models.ensemble(model_dirs)
+    minutes = (20.0 * scale, 180.0 * scale)
+    return _calibrate_and_save(model, config, out_dir, seed, target_fa_per_hour, *minutes, log, scale)
+
+
+def _calibrate_and_save(
+    model: nn.Module, config: dict[str, Any], out_dir: Path, seed: int, target_fa_per_hour: float,
+    minutes_pos: float, minutes_neg: float, log=print, scale: float = 1.0,
+) -> dict[str, Any]:  # fmt: skip
+    sizes = (max(3, int(40 * scale)), max(10, int(300 * scale)), max(5, int(100 * scale)))
+    held = build_corpus(config["keywords"], seed + 10_000, *sizes, progress=log)
     rng = np.random.default_rng(seed + 1)
     config.update(calibrate(model, config, held, rng, target_fa_per_hour, minutes_pos, minutes_neg, log=log))
     models.save(model, config, out_dir)
     return config
+
+
+def cmd_ensemble(args: argparse.Namespace) -> int:
+    """CLI entry: args.models (dirs), args.out, args.seed."""
+    out = Path(args.out)
+    config = build_ensemble([Path(m) for m in args.models], out, int(args.seed or 0),
+                            log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+    print(json.dumps({"model": str(out), "members": len(args.models), "calibration": config["calibration"]}))
+    return 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -1,0 +1,119 @@
+"""Keyword model ensembles: the mean of the members' probabilities, streamed exactly, saved and loaded
+like any model; members that do not fit together are clear errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+
+from rtaudio.errors import ConfigError
+from rtaudio.kws import models
+from rtaudio.kws.infer import posteriors_offline
+from rtaudio.kws.stage import KeywordSpotter
+from rtaudio.kws.train import build_ensemble
+
+from .streaming import partitions, run_blocks
+
+RATE = 16000
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("RTAUDIO_CACHE", str(tmp_path / "cache"))
+
+
+def _members(tmp_path, n: int = 2) -> list:
+    """The shipped model and copies of it with perturbed weights, each saved as a model dir."""
+    base, config = models.load(None)
+    dirs = []
+    for i in range(n):
+        m = models.build(config)
+        m.load_state_dict(base.state_dict())
+        if i:
+            g = torch.Generator().manual_seed(i)
+            with torch.no_grad():
+                for p in m.parameters():
+                    p.add_(torch.randn(p.shape, generator=g) * 0.05)
+        models.save(m, config, tmp_path / f"m{i}")
+        dirs.append(tmp_path / f"m{i}")
+    return dirs
+
+
+def _speechy(n: int) -> np.ndarray:
+    x = (np.random.default_rng(3).standard_normal(n) * 0.05).astype(np.float32)
+    x[n // 3 : n // 2] += np.sin(np.arange(n // 2 - n // 3) / 5).astype(np.float32) * 0.3
+    return x
+
+
+def test_ensemble_is_the_mean_of_its_members(tmp_path):
+    dirs = _members(tmp_path, 3)
+    model, config = models.ensemble(dirs)
+    assert config["arch_params"]["members"] == 3 and len(config["training"]["members"]) == 3
+    x = _speechy(20000)
+    each = [posteriors_offline(*models.load(d), x) for d in dirs]
+    assert np.abs(each[0] - each[1]).max() > 1e-3  # the members differ
+    np.testing.assert_allclose(posteriors_offline(model, config, x), np.mean(each, 0), atol=1e-5)
+    models.save(model, config, tmp_path / "ens")
+    again, cfg2 = models.load(tmp_path / "ens")
+    assert cfg2["arch_params"]["members"] == 3
+    np.testing.assert_allclose(posteriors_offline(again, cfg2, x), np.mean(each, 0), atol=1e-5)
+
+
+@settings(max_examples=8, deadline=None)
+@given(sizes=partitions(3000))
+def test_ensemble_stage_streams_exactly(tmp_path_factory, sizes):
+    d = tmp_path_factory.mktemp("ens")
+    model, config = models.ensemble(_members(d))
+    models.save(model, config, d / "ens")
+    x = _speechy(12000)[:, None]
+    _, whole = run_blocks(KeywordSpotter(model=str(d / "ens")), x, [], RATE)
+    _, parts = run_blocks(KeywordSpotter(model=str(d / "ens")), x, sizes, RATE)
+    a = [m for m in whole if m.topic == "posteriors"]
+    b = [m for m in parts if m.topic == "posteriors"]
+    assert [m.sample for m in a] == [m.sample for m in b] and a
+    np.testing.assert_allclose(
+        np.stack([m.data["probs"] for m in b]), np.stack([m.data["probs"] for m in a]), atol=1e-5
+    )
+
+
+def test_members_that_do_not_fit_are_clear_errors(tmp_path):
+    dirs = _members(tmp_path)
+    with pytest.raises(ConfigError, match="at least two"):
+        models.ensemble(dirs[:1])
+    cfg = json.loads((dirs[1] / "model.json").read_text())
+    cfg["keywords"] = cfg["keywords"][::-1]
+    (dirs[1] / "model.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match=r"m1: differs from .*m0 in keywords"):
+        models.ensemble(dirs)
+    model, config = models.ensemble([dirs[0], dirs[0]])
+    models.save(model, config, tmp_path / "ens")
+    with pytest.raises(ConfigError, match="must be a single GRU"):
+        models.ensemble([tmp_path / "ens", dirs[0]])
+
+
+def test_build_ensemble_calibrates_it(tmp_path):
+    torch.set_num_threads(1)
+    dirs = _members(tmp_path)
+    config = build_ensemble(dirs, tmp_path / "ens", scale=0.01, log=lambda m: None)
+    _, saved = models.load(tmp_path / "ens")
+    assert saved["calibration"] == config["calibration"] and saved["arch_params"]["members"] == 2
+    assert len(saved["decision"]["thresholds"]) == len(saved["keywords"])
+
+
+def test_cli_ensemble_errors_are_one_line(tmp_path):
+    dirs = _members(tmp_path)
+    cfg = json.loads((dirs[1] / "model.json").read_text())
+    cfg["stride"] = 5
+    (dirs[1] / "model.json").write_text(json.dumps(cfg))
+    out = tmp_path / "e"
+    cmd = [sys.executable, "-m", "rtaudio", "ensemble", str(dirs[0]), str(dirs[1]), "--out", str(out)]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [f"rtaudio: error: {dirs[1]}: differs from {dirs[0]} in stride"]
+    assert not out.exists()
