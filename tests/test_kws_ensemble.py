@@ -29,18 +29,15 @@ def private_cache(tmp_path, monkeypatch):
 
 
 def _members(tmp_path, n: int = 2) -> list:
-    """The shipped model and copies of it with perturbed weights, each saved as a model dir."""
-    base, config = models.load(None)
+    """Single GRUs of the shipped model's keywords and features (randomly initialised, each with
+    its own seed), each saved as a model dir."""
+    _, shipped = models.load(None)
+    config = dict(shipped, arch_params={k: v for k, v in shipped["arch_params"].items() if k != "members"})
+    config.pop("training", None)
     dirs = []
     for i in range(n):
-        m = models.build(config)
-        m.load_state_dict(base.state_dict())
-        if i:
-            g = torch.Generator().manual_seed(i)
-            with torch.no_grad():
-                for p in m.parameters():
-                    p.add_(torch.randn(p.shape, generator=g) * 0.05)
-        models.save(m, config, tmp_path / f"m{i}")
+        torch.manual_seed(i)
+        models.save(models.build(config), config, tmp_path / f"m{i}")
         dirs.append(tmp_path / f"m{i}")
     return dirs
 
