@@ -88,6 +88,9 @@ def test_members_that_do_not_fit_are_clear_errors(tmp_path):
     (dirs[1] / "model.json").write_text(json.dumps(cfg))
     with pytest.raises(ConfigError, match=r"m1: differs from .*m0 in keywords"):
         models.ensemble(dirs)
+    cfg0 = json.loads((dirs[0] / "model.json").read_text())
+    cfg0["arch_params"]["members"] = 1  # a single model may say so
+    (dirs[0] / "model.json").write_text(json.dumps(cfg0))
     model, config = models.ensemble([dirs[0], dirs[0]])
     models.save(model, config, tmp_path / "ens")
     with pytest.raises(ConfigError, match="must be a single GRU"):

@@ -138,7 +138,9 @@ def build(config: dict[str, Any]) -> nn.Module:
     )
     p = config.get("arch_params", {})
     if arch == "gru":
-        return GRUEnsemble(n_in, n_cls, **p) if p.get("members", 1) > 1 else GRUClassifier(n_in, n_cls, **p)
+        if p.get("members", 1) > 1:
+            return GRUEnsemble(n_in, n_cls, **p)
+        return GRUClassifier(n_in, n_cls, **{k: v for k, v in p.items() if k != "members"})
     if arch == "cnn":
         return DSCNN(n_in, n_cls, **p)
     raise ConfigError(f"unknown model architecture {arch!r} (expected 'gru' or 'cnn')")

@@ -691,8 +691,9 @@ def train(
     config.update(calibrate(model, config, held, rng, target_fa_per_hour, *cal_minutes, log=log))
     models.save(model, config, out_dir)
     if head is not None:  # for reading what the phone head learnt; the detector never loads it
-        torch.save(head.state_dict(), out_dir / "phone_head.pt")
+        torch.save(head.state_dict(), out_dir / "phone_head.pt.tmp")
         (out_dir / "phone_head.json").write_text(json.dumps({"phones": phones, "ctc": phone_seq}))
+        (out_dir / "phone_head.pt.tmp").replace(out_dir / "phone_head.pt")
     log(f"model written to {out_dir} ({time.monotonic() - t0:.0f} s total)")
     return config
 
