@@ -3,10 +3,10 @@ posteriors: computing posteriors is the slow part, re-deciding them at many thre
 
     # posteriors of models on the streams of benchmarks/kws.py (seed 777: 5 min of keywords and
     # 20 min keyword-free per condition); an ensemble is split into its members NAME0, NAME1, ...
-    python benchmarks/kws_posteriors.py cache --seed 777 --out post_777.pkl ship=rtaudio/models mine=mymodel
+    python benchmarks/kws_posteriors.py cache --seed 777 --out p777.pkl ship=rtaudio/models/kws.pt mine=mine
     # the mean over the conditions of the best recall within 10 / 30 / 100 / 300 FA/h; a combo
     # averages its members' probabilities (exactly what `rtaudio ensemble` runs)
-    python benchmarks/kws_posteriors.py eval post_777.pkl mine ship0+ship1+ship2+ship3 mine+ship0
+    python benchmarks/kws_posteriors.py eval p777.pkl mine ship0+ship1+ship2+ship3 mine+ship0
 
 Posteriors are computed offline (`infer.posteriors_offline`, equal to the stage's: a test holds the
 stage to streaming = offline). Operating points: global thresholds 0.5-0.998 and the calibrated
