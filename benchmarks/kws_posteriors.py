@@ -16,7 +16,6 @@ thresholds of `--config` (default: the shipped model), with its smoothing and pe
 from __future__ import annotations
 
 import argparse
-import json
 import pickle
 import sys
 from pathlib import Path
@@ -41,8 +40,7 @@ def split(name: str, path: str) -> dict[str, tuple[torch.nn.Module, dict]]:
     net, cfg = models.load(path)
     if not isinstance(net, models.GRUEnsemble):
         return {name: (net, cfg)}
-    single = json.loads(json.dumps(cfg))
-    single["arch_params"] = {k: v for k, v in cfg["arch_params"].items() if k != "members"}
+    single = dict(cfg, arch_params={**cfg["arch_params"], "members": 1})  # what `build` reads as one GRU
     return {f"{name}{i}": (m, single) for i, m in enumerate(net.members)}
 
 

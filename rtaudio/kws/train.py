@@ -692,8 +692,9 @@ def train(
     models.save(model, config, out_dir)
     if head is not None:  # for reading what the phone head learnt; the detector never loads it
         torch.save(head.state_dict(), out_dir / "phone_head.pt.tmp")
-        (out_dir / "phone_head.json").write_text(json.dumps({"phones": phones, "ctc": phone_seq}))
-        (out_dir / "phone_head.pt.tmp").replace(out_dir / "phone_head.pt")
+        (out_dir / "phone_head.json.tmp").write_text(json.dumps({"phones": phones, "ctc": phone_seq}))
+        for name in ("phone_head.pt", "phone_head.json"):
+            (out_dir / f"{name}.tmp").replace(out_dir / name)
     log(f"model written to {out_dir} ({time.monotonic() - t0:.0f} s total)")
     return config
 
