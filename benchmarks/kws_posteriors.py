@@ -7,6 +7,9 @@ posteriors: computing posteriors is the slow part, re-deciding them at many thre
     # the mean over the conditions of the best recall within 10 / 30 / 100 / 300 FA/h; a combo
     # averages its members' probabilities (exactly what `rtaudio ensemble` runs)
     python benchmarks/kws_posteriors.py eval p777.pkl mine ship0+ship1+ship2+ship3 mine+ship0
+    # the shipped four with a near-miss veto from a `--near-classes` model NC (cached like the others):
+    # a candidate is refused while NC's "near:<keyword>" reaches 0.05 within it and the 2 steps after
+    python benchmarks/kws_posteriors.py eval p777.pkl,nc777.pkl ship0+ship1+ship2+ship3 --near-veto NC:0.05:2
 
 Posteriors are computed offline (`infer.posteriors_offline`, equal to the stage's: a test holds the
 stage to streaming = offline). Operating points: global thresholds 0.5-0.998 and the calibrated
@@ -74,19 +77,37 @@ def load(paths: list[Path]) -> dict:
     return res
 
 
-def evaluate(res: dict, combo: str, cfg: dict) -> tuple[np.ndarray, float, float, list[float]]:
+def near_accept(near: np.ndarray, level: float, delay: int) -> np.ndarray:
+    """The near-miss veto's verdict per step: keyword j is accepted at step t unless its near-miss
+    class ("near:<keyword>" of a `--near-classes` model) reached `level` in steps t-delay .. t."""
+    pad = np.concatenate([np.zeros((delay, near.shape[1]), near.dtype), near])
+    return np.lib.stride_tricks.sliding_window_view(pad, delay + 1, axis=0).max(-1) < level
+
+
+def evaluate(
+    res: dict, combo: str, cfg: dict, veto: tuple[str, float, int] | None = None
+) -> tuple[np.ndarray, float, float, list[float]]:
     """Best recall per budget (mean over conditions), the calibrated point (recall, FA/h) and the
-    best recall within 10 FA/h per condition."""
-    names = combo.split("+")
+    best recall within 10 FA/h per condition. `veto`: (near-class model, level, delay steps)."""
+    names = combo.split("+") + ([veto[0]] if veto else [])
     missing = [n for n in names if n not in res["post"]]
     if missing:
         raise SystemExit(f"no posteriors cached for {', '.join(missing)} (have {', '.join(res['post'])})")
+    names = combo.split("+")
+    nk = len(res["keywords"])
     rows = []
     for cond, lens in res["len"].items():
-        posts = [np.mean([res["post"][n][cond][i] for n in names], 0) for i in range(2)]
+        # silence, unknown, keywords: a near-class model's extra columns are left out of the mean
+        posts = [np.mean([res["post"][n][cond][i][:, : 2 + nk] for n in names], 0) for i in range(2)]
+        acc = [None, None]
+        if veto:
+            near = [res["post"][veto[0]][cond][i][:, 2 + nk :] for i in range(2)]
+            if near[0].shape[1] != nk:
+                raise SystemExit(f"--near-veto: {veto[0]} has no near-miss classes (see --near-classes)")
+            acc = [near_accept(q, veto[1], veto[2]) for q in near]
         hours = sum(lens) / B.RATE / 3600
         for thr in GRID:
-            ev = [B.redecide(p, cfg, thr) for p in posts]
+            ev = [B.redecide(p, cfg, thr, a, veto[2] if veto else 0) for p, a in zip(posts, acc, strict=True)]
             rows.append(B.summarise(cond, f"c thr={thr}", *ev, res["truth"], res["keywords"], hours, None))
     table = B.budget_table(rows)
     best = np.array([[t["best_recall"][b] for b in B.BUDGETS] for t in table]).mean(0)
@@ -107,6 +128,12 @@ def main() -> int:
     e.add_argument("cache", help="cache file(s) of one seed, comma-separated")
     e.add_argument("combos", nargs="+", metavar="NAME[+NAME...]")
     e.add_argument("--config", default=None, help="model dir whose decision settings to use")
+    e.add_argument(
+        "--near-veto",
+        default=None,
+        metavar="NAME:LEVEL:DELAY",
+        help="refuse a keyword when NAME's near-miss class for it reaches LEVEL within DELAY steps",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.cmd == "cache":
@@ -116,11 +143,18 @@ def main() -> int:
         cache(args.seed, Path(args.out), dict(m.split("=", 1) for m in args.models))
         return 0
     res = load([Path(p) for p in args.cache.split(",")])
+    veto = None
+    if args.near_veto:
+        try:
+            name, level, delay = args.near_veto.split(":")
+            veto = (name, float(level), int(delay))
+        except ValueError:
+            raise SystemExit(f"--near-veto: {args.near_veto!r} is not NAME:LEVEL:DELAY") from None
     _, cfg = models.load(args.config)
     budgets = " / ".join(f"<={b}" for b in B.BUDGETS)
     print(f"streams {res['seed']}; mean over conditions of the best recall within {budgets} FA/h")
     for combo in args.combos:
-        best, rec, fa, per10 = evaluate(res, combo, cfg)
+        best, rec, fa, per10 = evaluate(res, combo, cfg, veto)
         cells = " / ".join(f"{v:.2f}" for v in best)
         print(f"{combo:<24} {cells}   calibrated {rec:.2f} @ {fa:.0f}   <=10 per condition: "
               + " ".join(f"{v:.2f}" for v in per10), flush=True)  # fmt: skip
