@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--out", default=None, help="model directory to write")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--minutes", type=float, default=None, help="training time budget")
-    tr.add_argument("--model", choices=("cnn", "gru"), default=None)
+    tr.add_argument("--model", choices=("gru", "tcn", "cnn"), default=None,
+                    help="gru (default), tcn (causal dilated convolutions) or cnn (DS-CNN on windows)")
     tr.add_argument("--near-classes", action="store_true",
                     help="one extra output class per keyword for its near misses (experimental)")
     tr.add_argument("--paired-near", type=int, default=0, metavar="N",

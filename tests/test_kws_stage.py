@@ -108,3 +108,45 @@ def test_bad_model_files_are_clear_errors(tmp_path):
     shutil.copy(src_js, bad / "model.json")
     with pytest.raises(ConfigError, match="corrupt"):
         KeywordSpotter(model=str(bad / "model.pt"))
+
+
+def _tcn_dir(tmp_path) -> str:
+    """A TCN of the shipped model's keywords, features and decision (randomly initialised)."""
+    _, shipped = models.load(None)
+    config = dict(shipped, arch="tcn", arch_params={"hidden": 32, "dilations": [1, 2, 4, 8, 16], "stack": 3})
+    config.pop("training", None)
+    torch.manual_seed(0)
+    models.save(models.build(config), config, tmp_path / "tcn")
+    return str(tmp_path / "tcn")
+
+
+@settings(max_examples=10, deadline=None)
+@given(sizes=partitions(6000))
+def test_tcn_stage_streams_exactly(tmp_path_factory, sizes):
+    """The TCN's state (each block's last 2 x dilation inputs) makes any partition of the audio,
+    down to one step per block, give the posteriors of the whole signal."""
+    d = _tcn_dir(tmp_path_factory.mktemp("tcn"))
+    x = _noise(4, 40000)  # 82 steps: more than the receptive field
+    x[3000:7000] += np.sin(np.arange(4000) / 7)[:, None].astype(np.float32) * 0.3
+    _, whole = run_blocks(KeywordSpotter(model=d), x, [], RATE)
+    _, parts = run_blocks(KeywordSpotter(model=d), x, sizes, RATE)
+    a = [m for m in whole if m.topic == "posteriors"]
+    b = [m for m in parts if m.topic == "posteriors"]
+    assert [m.sample for m in a] == [m.sample for m in b] and len(a) > 70
+    pa = np.stack([m.data["probs"] for m in a])
+    np.testing.assert_allclose(np.stack([m.data["probs"] for m in b]), pa, atol=1e-5)
+    assert np.abs(np.diff(pa, axis=0)).max() > 1e-4  # the posteriors move with the input
+
+
+def test_tcn_sees_two_seconds_back_and_no_further(tmp_path):
+    """Its receptive field is 1 + 2 x (1 + 2 + 4 + 8 + 16) = 63 steps: a change of the input 62 steps
+    back moves the output, one 64 steps back does not."""
+    model, config = models.load(_tcn_dir(tmp_path))
+    x = torch.randn(1, 3 * 200, 40)
+    base, _ = model(x)
+    for back, moves in ((62, True), (64, False)):
+        y = x.clone()
+        t = 199 - back
+        y[0, 3 * t : 3 * t + 3] += 5.0
+        out, _ = model(y)
+        assert bool((out[0, 199] - base[0, 199]).abs().max() > 1e-6) is moves

@@ -56,7 +56,7 @@ def test_bad_options(tmp_path):
     assert not (tmp_path / "m").exists()
 
 
-@pytest.mark.parametrize("arch", ["gru", "cnn"])
+@pytest.mark.parametrize("arch", ["gru", "tcn", "cnn"])
 def test_smoke_train_two_keywords(tmp_path, arch):
     torch.set_num_threads(1)
     out = tmp_path / arch
@@ -153,10 +153,10 @@ def test_smoke_train_with_the_phone_sequence_loss(tmp_path):
     assert meta["ctc"] and head["weight"].shape == (len(meta["phones"]) + 1, model.hidden)
 
 
-def test_near_classes_are_for_the_gru_only(tmp_path):
-    with pytest.raises(RtAudioError, match="GRU only"):
+def test_near_classes_are_for_the_stateful_models_only(tmp_path):
+    with pytest.raises(RtAudioError, match="GRU and TCN only"):
         train(["lights on", "lights off"], tmp_path / "m", arch="cnn", near_classes=True, log=lambda m: None)
-    with pytest.raises(RtAudioError, match="phone_aux is for the GRU only"):
+    with pytest.raises(RtAudioError, match="phone_aux: GRU and TCN only"):
         train(["lights on", "lights off"], tmp_path / "m", arch="cnn", phone_aux=1.0, log=lambda m: None)
     assert not (tmp_path / "m").exists()
 

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from .features import FeatureConfig, FeatureStream, RunningMeanNorm
+from .models import STATEFUL_ARCHS
 
 
 class Streamer:
@@ -32,7 +33,7 @@ class Streamer:
         if self.norm is not None:
             self.norm.reset()
         self.frame = 0
-        if self.arch == "gru":
+        if self.arch in STATEFUL_ARCHS:
             self.state = self.model.init_state(1)
             self.pending = np.zeros((0, self.cfg.dim), np.float32)  # frames of an incomplete group
         else:
@@ -51,7 +52,7 @@ class Streamer:
         self.frame += n
         if n == 0:
             return np.zeros(0, np.int64), np.zeros((0, len(self.config["classes"])), np.float32)
-        if self.arch == "gru":
+        if self.arch in STATEFUL_ARCHS:
             return self._push_gru(feats, first)
         return self._push_cnn(feats, first)
 

@@ -24,6 +24,7 @@ from ..errors import ConfigError
 from .features import FeatureConfig
 
 FORMAT_VERSION = 1
+STATEFUL_ARCHS = ("gru", "tcn")  # run step by step with carried state (the DS-CNN runs on windows)
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "kws.pt"  # + kws.json
 
 
@@ -93,6 +94,65 @@ class GRUEnsemble(nn.Module):
         return mean, torch.cat(states)
 
 
+class TCNClassifier(nn.Module):
+    """A causal dilated temporal convolution network over groups of `stack` frames, streamed with
+    explicit state: each block keeps the last `2 * dilation` steps of its input, so a chunk of any
+    length (one step included) gives what the whole stream gives. The decision at a word's end
+    sees ~2 s of input through feed-forward paths (dilations 1..16, kernel 3), where a GRU has to
+    carry a word's first consonant through its recurrence to the step that decides."""
+
+    def __init__(
+        self,
+        n_in: int,
+        n_classes: int,
+        hidden: int = 128,
+        dilations: tuple[int, ...] | list[int] = (1, 2, 4, 8, 16),
+        stack: int = 1,
+    ) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_in))
+        self.register_buffer("std", torch.ones(n_in))
+        self.stack, self.hidden, self.dilations = stack, hidden, tuple(int(d) for d in dilations)
+        self.inp = nn.Sequential(nn.Linear(n_in * stack, hidden), nn.ReLU())
+        # a kernel-3 dilated convolution as one linear map of its three taps: far cheaper than Conv1d
+        # on the one-step chunks of live use
+        self.convs = nn.ModuleList(nn.Linear(3 * hidden, hidden) for _ in self.dilations)
+        self.mix = nn.ModuleList(nn.Linear(hidden, hidden) for _ in self.dilations)
+        self.out = nn.Linear(hidden, n_classes)
+        self.history = sum(2 * d for d in self.dilations)  # state steps, all blocks together
+
+    def init_state(self, batch: int = 1) -> torch.Tensor:
+        return torch.zeros(batch, self.history, self.hidden)
+
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x: (batch, frames, n_in) raw features, frames a multiple of `stack` -> logits
+        (batch, frames // stack, classes), new state."""
+        h, state = self.hidden_states(x, state)
+        return self.out(h), state
+
+    def hidden_states(
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last block's outputs (batch, frames // stack, hidden) and the new state."""
+        b, t, f = x.shape
+        if state is None:
+            state = self.init_state(b)
+        z = self.inp(((x - self.mean) / self.std).reshape(b, t // self.stack, f * self.stack))
+        kept, at = [], 0
+        for conv, mix, d in zip(self.convs, self.mix, self.dilations, strict=True):
+            past = state[:, at : at + 2 * d]
+            at += 2 * d
+            full = torch.cat([past, z], 1)  # (batch, 2d + steps, hidden)
+            kept.append(full[:, -2 * d :])
+            n = z.shape[1]
+            taps = torch.cat([full[:, :n], full[:, d : d + n], full[:, 2 * d : 2 * d + n]], 2)
+            y = torch.relu(conv(taps))  # (batch, steps, hidden)
+            z = z + mix(y)
+        return z, torch.cat(kept, 1)
+
+
 class _SepBlock(nn.Sequential):
     def __init__(self, ch: int) -> None:
         super().__init__(
@@ -141,9 +201,11 @@ def build(config: dict[str, Any]) -> nn.Module:
         if p.get("members", 1) > 1:
             return GRUEnsemble(n_in, n_cls, **p)
         return GRUClassifier(n_in, n_cls, **{k: v for k, v in p.items() if k != "members"})
+    if arch == "tcn":
+        return TCNClassifier(n_in, n_cls, **p)
     if arch == "cnn":
         return DSCNN(n_in, n_cls, **p)
-    raise ConfigError(f"unknown model architecture {arch!r} (expected 'gru' or 'cnn')")
+    raise ConfigError(f"unknown model architecture {arch!r} (expected 'gru', 'tcn' or 'cnn')")
 
 
 def save(model: nn.Module, config: dict[str, Any], out_dir: Path) -> None:

@@ -550,18 +550,18 @@ def train(
     clips of each keyword also say one of its near misses (`build_corpus`; experimental).
     `phone_aux`: weight of the bag-of-phones auxiliary loss, or with `phone_seq` of the CTC loss
     over each word's ordered phones (`train_gru`; experimental). `hidden`: the GRU's width."""
-    if near_classes and arch != "gru":
-        raise RtAudioError("--near-classes is for the GRU only (the CNN's sampling treats them as keywords)")
-    if phone_aux > 0 and arch != "gru":
-        raise RtAudioError("phone_aux is for the GRU only (the phones' head reads its recurrent state)")
+    if near_classes and arch not in models.STATEFUL_ARCHS:
+        raise RtAudioError("--near-classes: GRU and TCN only (the CNN's sampling takes them for keywords)")
+    if phone_aux > 0 and arch not in models.STATEFUL_ARCHS:
+        raise RtAudioError("phone_aux: GRU and TCN only (the phones' head reads their streamed outputs)")
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     t0 = time.monotonic()
-    arch_params = (
-        {"hidden": hidden, "layers": 2, "stack": STACK}
-        if arch == "gru"
-        else {"channels": 64, "blocks": 4, "window": 100}
-    )
+    arch_params = {
+        "gru": {"hidden": hidden, "layers": 2, "stack": STACK},
+        "tcn": {"hidden": hidden, "dilations": [1, 2, 4, 8, 16], "stack": STACK},
+        "cnn": {"channels": 64, "blocks": 4, "window": 100},
+    }[arch]
     start = None
     if init_from is not None:  # checked before the corpus is synthesised
         start, start_cfg = models.load(init_from)
@@ -675,7 +675,7 @@ def train(
     budget = max(5.0, minutes * 60 - (time.monotonic() - t0) - reserve)
     head = None
     try:
-        if arch == "gru":
+        if arch in models.STATEFUL_ARCHS:
             head = train_gru(
                 model, data_fn, budget, log, loss=loss, lr=lr, n_kw=len(keywords),
                 phone_aux=phone_aux, n_phones=len(phones or {}), phone_seq=phone_seq,
@@ -743,8 +743,8 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """CLI entry: args.keywords (str), args.out (dir), args.seed, args.minutes, args.model ('cnn'|'gru'),
-    args.near_classes, args.paired_near."""
+    """CLI entry: args.keywords (str), args.out (dir), args.seed, args.minutes,
+    args.model ('gru'|'tcn'|'cnn'), args.near_classes, args.paired_near."""
     torch.set_num_threads(max(1, int(getattr(args, "threads", 0) or torch.get_num_threads())))
     kw_text = getattr(args, "keywords", None)
     keywords = parse_keywords(kw_text if kw_text is not None else ",".join(DEFAULT_KEYWORDS))
@@ -752,8 +752,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         getattr(args, "out", None) or ("kws_model_" + "_".join(k.replace(" ", "-") for k in keywords)[:60])
     )
     arch = getattr(args, "model", None) or "gru"
-    if arch not in ("gru", "cnn"):
-        raise RtAudioError(f"--model must be 'gru' or 'cnn', got {arch!r}")
+    if arch not in ("gru", "tcn", "cnn"):
+        raise RtAudioError(f"--model must be 'gru', 'tcn' or 'cnn', got {arch!r}")
     minutes = float(getattr(args, "minutes", None) or 12.0)
     if minutes <= 0:
         raise RtAudioError(f"--minutes must be positive, got {minutes}")
