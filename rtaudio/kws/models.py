@@ -28,21 +28,17 @@ STATEFUL_ARCHS = ("gru", "tcn")  # run step by step with carried state (the DS-C
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "kws.pt"  # + kws.json
 
 
-class GRUClassifier(nn.Module):
-    """A GRU over groups of `stack` consecutive frames (one step and one output per group)."""
+class _StreamingClassifier(nn.Module):
+    """What the stateful classifiers share: normalisation buffers, an input layer over groups of
+    `stack` frames, and `forward` = `out(hidden_states(...))`. A subclass creates `out` last, so
+    that a seed gives the same initial weights as before this base existed."""
 
-    def __init__(self, n_in: int, n_classes: int, hidden: int = 128, layers: int = 2, stack: int = 1) -> None:
+    def __init__(self, n_in: int, hidden: int, stack: int) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(n_in))
         self.register_buffer("std", torch.ones(n_in))
-        self.stack = stack
+        self.stack, self.hidden = stack, hidden
         self.inp = nn.Sequential(nn.Linear(n_in * stack, hidden), nn.ReLU())
-        self.gru = nn.GRU(hidden, hidden, layers, batch_first=True)
-        self.out = nn.Linear(hidden, n_classes)
-        self.layers, self.hidden = layers, hidden
-
-    def init_state(self, batch: int = 1) -> torch.Tensor:
-        return torch.zeros(self.layers, batch, self.hidden)
 
     def forward(
         self, x: torch.Tensor, state: torch.Tensor | None = None
@@ -52,15 +48,39 @@ class GRUClassifier(nn.Module):
         h, state = self.hidden_states(x, state)
         return self.out(h), state
 
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised frames grouped by `stack` through the input layer: (batch, steps, hidden)."""
+        b, t, f = x.shape
+        return self.inp(((x - self.mean) / self.std).reshape(b, t // self.stack, f * self.stack))
+
+    def init_state(self, batch: int = 1) -> torch.Tensor:
+        raise NotImplementedError
+
+    def hidden_states(
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+class GRUClassifier(_StreamingClassifier):
+    """A GRU over groups of `stack` consecutive frames (one step and one output per group)."""
+
+    def __init__(self, n_in: int, n_classes: int, hidden: int = 128, layers: int = 2, stack: int = 1) -> None:
+        super().__init__(n_in, hidden, stack)
+        self.gru = nn.GRU(hidden, hidden, layers, batch_first=True)
+        self.out = nn.Linear(hidden, n_classes)
+        self.layers = layers
+
+    def init_state(self, batch: int = 1) -> torch.Tensor:
+        return torch.zeros(self.layers, batch, self.hidden)
+
     def hidden_states(
         self, x: torch.Tensor, state: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The last GRU layer's outputs (batch, frames // stack, hidden) and the new state."""
         if state is None:
             state = self.init_state(x.shape[0])
-        b, t, f = x.shape
-        z = ((x - self.mean) / self.std).reshape(b, t // self.stack, f * self.stack)
-        return self.gru(self.inp(z), state)
+        return self.gru(self._inputs(x), state)
 
 
 class GRUEnsemble(nn.Module):
@@ -94,7 +114,7 @@ class GRUEnsemble(nn.Module):
         return mean, torch.cat(states)
 
 
-class TCNClassifier(nn.Module):
+class TCNClassifier(_StreamingClassifier):
     """A causal dilated temporal convolution network over groups of `stack` frames, streamed with
     explicit state: each block keeps the last `2 * dilation` steps of its input, so a chunk of any
     length (one step included) gives what the whole stream gives. The decision at a word's end
@@ -109,11 +129,8 @@ class TCNClassifier(nn.Module):
         dilations: tuple[int, ...] | list[int] = (1, 2, 4, 8, 16),
         stack: int = 1,
     ) -> None:
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(n_in))
-        self.register_buffer("std", torch.ones(n_in))
-        self.stack, self.hidden, self.dilations = stack, hidden, tuple(int(d) for d in dilations)
-        self.inp = nn.Sequential(nn.Linear(n_in * stack, hidden), nn.ReLU())
+        super().__init__(n_in, hidden, stack)
+        self.dilations = tuple(int(d) for d in dilations)
         # a kernel-3 dilated convolution as one linear map of its three taps: far cheaper than Conv1d
         # on the one-step chunks of live use
         self.convs = nn.ModuleList(nn.Linear(3 * hidden, hidden) for _ in self.dilations)
@@ -124,22 +141,13 @@ class TCNClassifier(nn.Module):
     def init_state(self, batch: int = 1) -> torch.Tensor:
         return torch.zeros(batch, self.history, self.hidden)
 
-    def forward(
-        self, x: torch.Tensor, state: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: (batch, frames, n_in) raw features, frames a multiple of `stack` -> logits
-        (batch, frames // stack, classes), new state."""
-        h, state = self.hidden_states(x, state)
-        return self.out(h), state
-
     def hidden_states(
         self, x: torch.Tensor, state: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The last block's outputs (batch, frames // stack, hidden) and the new state."""
-        b, t, f = x.shape
         if state is None:
-            state = self.init_state(b)
-        z = self.inp(((x - self.mean) / self.std).reshape(b, t // self.stack, f * self.stack))
+            state = self.init_state(x.shape[0])
+        z = self._inputs(x)
         kept, at = [], 0
         for conv, mix, d in zip(self.convs, self.mix, self.dilations, strict=True):
             past = state[:, at : at + 2 * d]
