@@ -41,10 +41,10 @@ GRID = [None, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.925, 0.95, 0.96, 0.97, 0.98, 0.99
 def split(name: str, path: str) -> dict[str, tuple[torch.nn.Module, dict]]:
     """NAME -> (model, config); an ensemble gives one entry per member (NAME0, NAME1, ...)."""
     net, cfg = models.load(path)
-    if not isinstance(net, models.GRUEnsemble):
+    if not isinstance(net, models.Ensemble):
         return {name: (net, cfg)}
-    single = dict(cfg, arch_params={**cfg["arch_params"], "members": 1})  # what `build` reads as one GRU
-    return {f"{name}{i}": (m, single) for i, m in enumerate(net.members)}
+    singles = models.member_configs(cfg)
+    return {f"{name}{i}": (m, c) for i, (m, c) in enumerate(zip(net.members, singles, strict=True))}
 
 
 def cache(seed: int, out: Path, named: dict[str, str]) -> None:

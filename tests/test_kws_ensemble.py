@@ -28,14 +28,19 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("RTAUDIO_CACHE", str(tmp_path / "cache"))
 
 
-def _members(tmp_path, n: int = 2) -> list:
-    """Single GRUs of the shipped model's keywords and features (randomly initialised, each with
-    its own seed), each saved as a model dir."""
+def _members(tmp_path, n: int = 2, archs: tuple[str, ...] = ("gru",), stack: int | None = None) -> list:
+    """Single models (GRUs, or archs in turn) of the shipped model's keywords and features, randomly
+    initialised each with its own seed, each saved as a model dir."""
     _, shipped = models.load(None)
-    config = dict(shipped, arch_params={k: v for k, v in shipped["arch_params"].items() if k != "members"})
-    config.pop("training", None)
+    gru = {k: v for k, v in shipped["arch_params"].items() if k != "members"}
+    if stack is not None:
+        gru["stack"] = stack
+    params = {"gru": gru, "tcn": {"hidden": 32, "dilations": [1, 2, 4], "stack": gru["stack"]}}
     dirs = []
     for i in range(n):
+        arch = archs[i % len(archs)]
+        config = dict(shipped, arch=arch, arch_params=params[arch])
+        config.pop("training", None)
         torch.manual_seed(i)
         models.save(models.build(config), config, tmp_path / f"m{i}")
         dirs.append(tmp_path / f"m{i}")
@@ -51,22 +56,50 @@ def _speechy(n: int) -> np.ndarray:
 def test_ensemble_is_the_mean_of_its_members(tmp_path):
     dirs = _members(tmp_path, 3)
     model, config = models.ensemble(dirs)
-    assert config["arch_params"]["members"] == 3 and len(config["training"]["members"]) == 3
+    assert config["arch"] == "ensemble" and len(config["arch_params"]["members"]) == 3
+    assert len(config["training"]["members"]) == 3
     x = _speechy(20000)
     each = [posteriors_offline(*models.load(d), x) for d in dirs]
     assert np.abs(each[0] - each[1]).max() > 1e-3  # the members differ
     np.testing.assert_allclose(posteriors_offline(model, config, x), np.mean(each, 0), atol=1e-5)
     models.save(model, config, tmp_path / "ens")
     again, cfg2 = models.load(tmp_path / "ens")
-    assert cfg2["arch_params"]["members"] == 3
+    assert [m["arch"] for m in cfg2["arch_params"]["members"]] == ["gru"] * 3
     np.testing.assert_allclose(posteriors_offline(again, cfg2, x), np.mean(each, 0), atol=1e-5)
+
+
+def test_mixed_ensemble_is_the_mean_of_its_members(tmp_path):
+    dirs = _members(tmp_path, 3, archs=("gru", "tcn"))
+    model, config = models.ensemble(dirs)
+    assert [m["arch"] for m in config["arch_params"]["members"]] == ["gru", "tcn", "gru"]
+    x = _speechy(20000)
+    each = [posteriors_offline(*models.load(d), x) for d in dirs]
+    np.testing.assert_allclose(posteriors_offline(model, config, x), np.mean(each, 0), atol=1e-5)
+    models.save(model, config, tmp_path / "ens")
+    again, cfg2 = models.load(tmp_path / "ens")
+    np.testing.assert_allclose(posteriors_offline(again, cfg2, x), np.mean(each, 0), atol=1e-5)
+    # its members, split apart again, are the models it was made of
+    for d, m, c in zip(dirs, again.members, models.member_configs(cfg2), strict=True):
+        alone = posteriors_offline(*models.load(d), x)
+        np.testing.assert_allclose(posteriors_offline(m, c, x), alone, atol=1e-6)
+
+
+def test_shipped_ensemble_format_is_the_mean_of_its_members():
+    """The shipped model uses the older format of equal GRUs (arch "gru", members N)."""
+    model, config = models.load(None)
+    assert isinstance(model, models.Ensemble) and config["arch"] == "gru"
+    singles = models.member_configs(config)
+    assert len(singles) == len(model.members) == config["arch_params"]["members"]
+    x = _speechy(16000)
+    each = [posteriors_offline(m, c, x) for m, c in zip(model.members, singles, strict=True)]
+    np.testing.assert_allclose(posteriors_offline(model, config, x), np.mean(each, 0), atol=1e-5)
 
 
 @settings(max_examples=8, deadline=None)
 @given(sizes=partitions(3000))
 def test_ensemble_stage_streams_exactly(tmp_path_factory, sizes):
     d = tmp_path_factory.mktemp("ens")
-    model, config = models.ensemble(_members(d))
+    model, config = models.ensemble(_members(d, archs=("tcn", "gru")))
     models.save(model, config, d / "ens")
     x = _speechy(12000)[:, None]
     _, whole = run_blocks(KeywordSpotter(model=str(d / "ens")), x, [], RATE)
@@ -93,8 +126,11 @@ def test_members_that_do_not_fit_are_clear_errors(tmp_path):
     (dirs[0] / "model.json").write_text(json.dumps(cfg0))
     model, config = models.ensemble([dirs[0], dirs[0]])
     models.save(model, config, tmp_path / "ens")
-    with pytest.raises(ConfigError, match="must be a single GRU"):
+    with pytest.raises(ConfigError, match="must be a single GRU or TCN"):
         models.ensemble([tmp_path / "ens", dirs[0]])
+    other = _members(tmp_path / "stack1", 1, archs=("tcn",), stack=1)
+    with pytest.raises(ConfigError, match=r"m0: differs from .*m0 in arch_params.stack"):
+        models.ensemble([dirs[0], other[0]])
 
 
 def test_build_ensemble_calibrates_it(tmp_path):
@@ -102,7 +138,7 @@ def test_build_ensemble_calibrates_it(tmp_path):
     dirs = _members(tmp_path)
     config = build_ensemble(dirs, tmp_path / "ens", scale=0.01, log=lambda m: None)
     _, saved = models.load(tmp_path / "ens")
-    assert saved["calibration"] == config["calibration"] and saved["arch_params"]["members"] == 2
+    assert saved["calibration"] == config["calibration"] and len(saved["arch_params"]["members"]) == 2
     assert len(saved["decision"]["thresholds"]) == len(saved["keywords"])
 
 

@@ -24,7 +24,8 @@ from ..errors import ConfigError
 from .features import FeatureConfig
 
 FORMAT_VERSION = 1
-STATEFUL_ARCHS = ("gru", "tcn")  # run step by step with carried state (the DS-CNN runs on windows)
+STATEFUL_ARCHS = ("gru", "tcn", "ensemble")  # run step by step with carried state (the DS-CNN: windows)
+MEMBER_ARCHS = ("gru", "tcn")  # what `ensemble` combines
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "kws.pt"  # + kws.json
 
 
@@ -56,6 +57,13 @@ class _StreamingClassifier(nn.Module):
     def init_state(self, batch: int = 1) -> torch.Tensor:
         raise NotImplementedError
 
+    def flat_state(self, state: torch.Tensor) -> torch.Tensor:
+        """The state as (batch, n): what an `Ensemble` concatenates across members."""
+        return state.reshape(state.shape[0], -1)
+
+    def unflat_state(self, flat: torch.Tensor) -> torch.Tensor:
+        return flat.reshape(self.init_state(flat.shape[0]).shape)
+
     def hidden_states(
         self, x: torch.Tensor, state: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -74,6 +82,12 @@ class GRUClassifier(_StreamingClassifier):
     def init_state(self, batch: int = 1) -> torch.Tensor:
         return torch.zeros(self.layers, batch, self.hidden)
 
+    def flat_state(self, state: torch.Tensor) -> torch.Tensor:
+        return state.transpose(0, 1).reshape(state.shape[1], -1)
+
+    def unflat_state(self, flat: torch.Tensor) -> torch.Tensor:
+        return flat.reshape(flat.shape[0], self.layers, self.hidden).transpose(0, 1).contiguous()
+
     def hidden_states(
         self, x: torch.Tensor, state: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -83,22 +97,23 @@ class GRUClassifier(_StreamingClassifier):
         return self.gru(self._inputs(x), state)
 
 
-class GRUEnsemble(nn.Module):
-    """Several GRUClassifiers trained apart, run side by side on the same frames; their class
-    probabilities are averaged. The output is the log of that mean, so that a softmax of it (as the
-    streamer takes) gives the mean itself. The state is the members' states stacked."""
+class Ensemble(nn.Module):
+    """Several streaming classifiers (GRUs, TCNs, or a mix) trained apart, run side by side on the
+    same frames; their class probabilities are averaged. The output is the log of that mean, so
+    that a softmax of it (as the streamer takes) gives the mean itself. The state is the members'
+    states, each flattened to (batch, n), concatenated."""
 
-    def __init__(
-        self, n_in: int, n_classes: int, members: int, hidden: int = 128, layers: int = 2, stack: int = 1
-    ) -> None:
+    def __init__(self, members: list[_StreamingClassifier]) -> None:
         super().__init__()
-        self.members = nn.ModuleList(
-            GRUClassifier(n_in, n_classes, hidden, layers, stack) for _ in range(members)
-        )
-        self.stack, self.layers = stack, layers
+        stacks = {m.stack for m in members}
+        if len(stacks) != 1:
+            raise ConfigError(f"ensemble members group different numbers of frames (stack {sorted(stacks)})")
+        self.members = nn.ModuleList(members)
+        self.stack = stacks.pop()
+        self.sizes = [m.flat_state(m.init_state(1)).shape[1] for m in members]
 
     def init_state(self, batch: int = 1) -> torch.Tensor:
-        return torch.cat([m.init_state(batch) for m in self.members])
+        return torch.cat([m.flat_state(m.init_state(batch)) for m in self.members], 1)
 
     def forward(
         self, x: torch.Tensor, state: torch.Tensor | None = None
@@ -106,12 +121,12 @@ class GRUEnsemble(nn.Module):
         if state is None:
             state = self.init_state(x.shape[0])
         logps, states = [], []
-        for m, s in zip(self.members, state.split(self.layers), strict=True):
-            logits, s = m(x, s)
+        for m, s in zip(self.members, state.split(self.sizes, 1), strict=True):
+            logits, s = m(x, m.unflat_state(s))
             logps.append(logits.log_softmax(-1))
-            states.append(s)
+            states.append(m.flat_state(s))
         mean = torch.logsumexp(torch.stack(logps), 0) - math.log(len(self.members))
-        return mean, torch.cat(states)
+        return mean, torch.cat(states, 1)
 
 
 class TCNClassifier(_StreamingClassifier):
@@ -205,15 +220,29 @@ def build(config: dict[str, Any]) -> nn.Module:
         len(config["classes"]),
     )
     p = config.get("arch_params", {})
+    if arch == "gru" and p.get("members", 1) > 1:  # the format of ensembles of equal GRUs, still read
+        single = {k: v for k, v in p.items() if k != "members"}
+        return Ensemble([GRUClassifier(n_in, n_cls, **single) for _ in range(p["members"])])
+    if arch == "ensemble":
+        return Ensemble([build(dict(config, **member)) for member in p["members"]])
     if arch == "gru":
-        if p.get("members", 1) > 1:
-            return GRUEnsemble(n_in, n_cls, **p)
         return GRUClassifier(n_in, n_cls, **{k: v for k, v in p.items() if k != "members"})
     if arch == "tcn":
         return TCNClassifier(n_in, n_cls, **p)
     if arch == "cnn":
         return DSCNN(n_in, n_cls, **p)
-    raise ConfigError(f"unknown model architecture {arch!r} (expected 'gru', 'tcn' or 'cnn')")
+    raise ConfigError(f"unknown model architecture {arch!r} (expected 'gru', 'tcn', 'cnn' or 'ensemble')")
+
+
+def member_configs(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The config of each member of an ensemble config (of either format), as a single model's."""
+    p = config.get("arch_params", {})
+    if config["arch"] == "ensemble":
+        return [dict(config, **member) for member in p["members"]]
+    if config["arch"] == "gru" and p.get("members", 1) > 1:
+        single = {k: v for k, v in p.items() if k != "members"}
+        return [dict(config, arch_params=single) for _ in range(p["members"])]
+    return [config]
 
 
 def save(model: nn.Module, config: dict[str, Any], out_dir: Path) -> None:
@@ -287,21 +316,26 @@ def load(path: str | Path | None = None, where: str = "kws") -> tuple[nn.Module,
 
 
 def ensemble(paths: list[str | Path]) -> tuple[nn.Module, dict[str, Any]]:
-    """One model averaging the GRU models at `paths` (same keywords, classes, features, width and
-    stride). Its config is the first's, its decision settings the first's until it is calibrated
-    again (`train.recalibrate`); `training` lists each member's."""
+    """One model averaging the single GRU/TCN models at `paths` (same keywords, classes, features,
+    stride and frame grouping). Its config is the first's with arch "ensemble" and each member's
+    arch and arch_params; its decision settings are the first's until it is calibrated again
+    (`train.recalibrate`); `training` lists each member's."""
     if len(paths) < 2:
         raise ConfigError(f"an ensemble needs at least two models, got {len(paths)}")
     loaded = [load(p) for p in paths]
     first = loaded[0][1]
-    same = ("arch", "arch_params", "features", "classes", "keywords", "stride", "mean_norm_s")
+    same = ("features", "classes", "keywords", "stride", "mean_norm_s")
     for p, (_, cfg) in zip(paths, loaded, strict=True):
-        if cfg["arch"] != "gru" or cfg.get("arch_params", {}).get("members", 1) != 1:
-            raise ConfigError(f"{p}: an ensemble member must be a single GRU model")
+        if cfg["arch"] not in MEMBER_ARCHS or cfg.get("arch_params", {}).get("members", 1) != 1:
+            raise ConfigError(f"{p}: an ensemble member must be a single GRU or TCN model")
         diff = [k for k in same if cfg.get(k) != first.get(k)]
+        stack = cfg.get("arch_params", {}).get("stack", 1)
+        if stack != first.get("arch_params", {}).get("stack", 1):
+            diff.append("arch_params.stack")
         if diff:
             raise ConfigError(f"{p}: differs from {paths[0]} in {', '.join(diff)}")
-    config = dict(first, arch_params={**first["arch_params"], "members": len(paths)})
+    described = [{"arch": cfg["arch"], "arch_params": cfg.get("arch_params", {})} for _, cfg in loaded]
+    config = dict(first, arch="ensemble", arch_params={"members": described})
     members = [dict(cfg.get("training", {}), path=str(p)) for p, (_, cfg) in zip(paths, loaded, strict=True)]
     config["training"] = {"members": members}
     model = build(config)
