@@ -32,9 +32,7 @@ def _members(tmp_path, n: int = 2, archs: tuple[str, ...] = ("gru",), stack: int
     """Single models (GRUs, or archs in turn) of the shipped model's keywords and features, randomly
     initialised each with its own seed, each saved as a model dir."""
     _, shipped = models.load(None)
-    gru = {k: v for k, v in shipped["arch_params"].items() if k != "members"}
-    if stack is not None:
-        gru["stack"] = stack
+    gru = {"hidden": 64, "layers": 2, "stack": 3 if stack is None else stack}
     params = {"gru": gru, "tcn": {"hidden": 32, "dilations": [1, 2, 4], "stack": gru["stack"]}}
     dirs = []
     for i in range(n):
@@ -84,15 +82,19 @@ def test_mixed_ensemble_is_the_mean_of_its_members(tmp_path):
         np.testing.assert_allclose(posteriors_offline(m, c, x), alone, atol=1e-6)
 
 
-def test_shipped_ensemble_format_is_the_mean_of_its_members():
-    """The shipped model uses the older format of equal GRUs (arch "gru", members N)."""
-    model, config = models.load(None)
-    assert isinstance(model, models.Ensemble) and config["arch"] == "gru"
-    singles = models.member_configs(config)
-    assert len(singles) == len(model.members) == config["arch_params"]["members"]
+def test_older_format_of_equal_grus_is_the_mean_of_its_members(tmp_path):
+    """Ensembles of equal GRUs were saved as arch "gru" with arch_params.members = N (the shipped
+    model until 2026-11-29); they still load, as an `Ensemble`."""
+    dirs = _members(tmp_path, 3)
+    model, config = models.ensemble(dirs)
+    gru = config["arch_params"]["members"][0]["arch_params"]
+    older = dict(config, arch="gru", arch_params={**gru, "members": 3})
+    models.save(model, older, tmp_path / "older")
+    again, cfg = models.load(tmp_path / "older")
+    assert isinstance(again, models.Ensemble) and len(models.member_configs(cfg)) == 3
     x = _speechy(16000)
-    each = [posteriors_offline(m, c, x) for m, c in zip(model.members, singles, strict=True)]
-    np.testing.assert_allclose(posteriors_offline(model, config, x), np.mean(each, 0), atol=1e-5)
+    each = [posteriors_offline(*models.load(d), x) for d in dirs]
+    np.testing.assert_allclose(posteriors_offline(again, cfg, x), np.mean(each, 0), atol=1e-5)
 
 
 @settings(max_examples=8, deadline=None)

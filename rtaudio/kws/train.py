@@ -714,7 +714,7 @@ def build_ensemble(
     model_dirs: list[Path], out_dir: Path, seed: int = 0, target_fa_per_hour: float = 10.0,
     scale: float = 1.0, log=print,
 ) -> dict[str, Any]:  # fmt: skip
-    """Average trained GRU models (`models.ensemble`), calibrate the average on held-out
+    """Average trained GRU or TCN models (`models.ensemble`), calibrate the average on held-out
     training-voice streams as `train` does (`scale` < 1: a smaller set, for tests) and save it."""
     model, config = models.ensemble(model_dirs)
     minutes = (20.0 * scale, 180.0 * scale)
