@@ -59,10 +59,11 @@ class _StreamingClassifier(nn.Module):
 
     def flat_state(self, state: torch.Tensor) -> torch.Tensor:
         """The state as (batch, n): what an `Ensemble` concatenates across members."""
-        return state.reshape(state.shape[0], -1)
+        raise NotImplementedError
 
     def unflat_state(self, flat: torch.Tensor) -> torch.Tensor:
-        return flat.reshape(self.init_state(flat.shape[0]).shape)
+        """The inverse of `flat_state` (called every step: no allocation beyond a view or copy)."""
+        raise NotImplementedError
 
     def hidden_states(
         self, x: torch.Tensor, state: torch.Tensor | None = None
@@ -156,6 +157,12 @@ class TCNClassifier(_StreamingClassifier):
     def init_state(self, batch: int = 1) -> torch.Tensor:
         return torch.zeros(batch, self.history, self.hidden)
 
+    def flat_state(self, state: torch.Tensor) -> torch.Tensor:
+        return state.reshape(state.shape[0], -1)
+
+    def unflat_state(self, flat: torch.Tensor) -> torch.Tensor:
+        return flat.reshape(flat.shape[0], self.history, self.hidden)
+
     def hidden_states(
         self, x: torch.Tensor, state: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,11 +227,8 @@ def build(config: dict[str, Any]) -> nn.Module:
         len(config["classes"]),
     )
     p = config.get("arch_params", {})
-    if arch == "gru" and p.get("members", 1) > 1:  # the format of ensembles of equal GRUs, still read
-        single = {k: v for k, v in p.items() if k != "members"}
-        return Ensemble([GRUClassifier(n_in, n_cls, **single) for _ in range(p["members"])])
-    if arch == "ensemble":
-        return Ensemble([build(dict(config, **member)) for member in p["members"]])
+    if _is_ensemble(config):
+        return Ensemble([build(c) for c in member_configs(config)])
     if arch == "gru":
         return GRUClassifier(n_in, n_cls, **{k: v for k, v in p.items() if k != "members"})
     if arch == "tcn":
@@ -234,15 +238,21 @@ def build(config: dict[str, Any]) -> nn.Module:
     raise ConfigError(f"unknown model architecture {arch!r} (expected 'gru', 'tcn', 'cnn' or 'ensemble')")
 
 
+def _is_ensemble(config: dict[str, Any]) -> bool:
+    """Arch "ensemble", or the older format of equal GRUs (arch "gru", arch_params.members > 1)."""
+    p = config.get("arch_params", {})
+    return config["arch"] == "ensemble" or (config["arch"] == "gru" and p.get("members", 1) > 1)
+
+
 def member_configs(config: dict[str, Any]) -> list[dict[str, Any]]:
     """The config of each member of an ensemble config (of either format), as a single model's."""
-    p = config.get("arch_params", {})
+    if not _is_ensemble(config):
+        return [config]
+    p = config["arch_params"]
     if config["arch"] == "ensemble":
         return [dict(config, **member) for member in p["members"]]
-    if config["arch"] == "gru" and p.get("members", 1) > 1:
-        single = {k: v for k, v in p.items() if k != "members"}
-        return [dict(config, arch_params=single) for _ in range(p["members"])]
-    return [config]
+    single = {k: v for k, v in p.items() if k != "members"}
+    return [dict(config, arch_params=single) for _ in range(p["members"])]
 
 
 def save(model: nn.Module, config: dict[str, Any], out_dir: Path) -> None:
