@@ -82,6 +82,39 @@ def test_mixed_ensemble_is_the_mean_of_its_members(tmp_path):
         np.testing.assert_allclose(posteriors_offline(m, c, x), alone, atol=1e-6)
 
 
+def test_stacked_tcns_are_the_ensemble_they_were_made_from(tmp_path):
+    """Equally shaped TCNs run as one batched network (`StackedTCNs`, what the streamer runs): the
+    same output and the same state as the members one by one, from any state."""
+    dirs = _members(tmp_path, 3, archs=("tcn",))
+    model, config = models.ensemble(dirs)
+    stacked = models.for_inference(model)
+    assert isinstance(stacked, models.StackedTCNs)
+    torch.manual_seed(5)
+    state = torch.randn(2, model.init_state(2).shape[1])
+    x = torch.randn(2, 9, model.members[0].mean.shape[0]) * 3 + 1
+    with torch.inference_mode():
+        want, want_state = model(x, state)
+        got, got_state = stacked(x, state)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got_state, want_state, atol=1e-6, rtol=1e-6)
+    sig = _speechy(20000)
+    each = [posteriors_offline(*models.load(d), sig) for d in dirs]
+    np.testing.assert_allclose(posteriors_offline(model, config, sig), np.mean(each, 0), atol=1e-5)
+
+
+def test_only_equally_shaped_tcns_are_stacked(tmp_path):
+    mixed, _ = models.ensemble(_members(tmp_path / "mixed", 2, archs=("tcn", "gru")))
+    assert models.for_inference(mixed) is mixed
+    dirs = _members(tmp_path / "a", 1, archs=("tcn",)) + _members(tmp_path / "b", 1, archs=("tcn",))
+    cfg = json.loads((dirs[1] / "model.json").read_text())
+    cfg["arch_params"]["dilations"] = [1, 2]
+    models.save(models.build(cfg), cfg, dirs[1])
+    shaped, _ = models.ensemble(dirs)
+    assert models.for_inference(shaped) is shaped
+    single, _ = models.load(dirs[0])
+    assert models.for_inference(single) is single
+
+
 def test_older_format_of_equal_grus_is_the_mean_of_its_members(tmp_path):
     """Ensembles of equal GRUs were saved as arch "gru" with arch_params.members = N (the shipped
     model until 2026-11-29); they still load, as an `Ensemble`."""
@@ -97,11 +130,12 @@ def test_older_format_of_equal_grus_is_the_mean_of_its_members(tmp_path):
     np.testing.assert_allclose(posteriors_offline(again, cfg, x), np.mean(each, 0), atol=1e-5)
 
 
+@pytest.mark.parametrize("archs", [("tcn", "gru"), ("tcn",)], ids=["mixed", "stacked-tcns"])
 @settings(max_examples=8, deadline=None)
 @given(sizes=partitions(3000))
-def test_ensemble_stage_streams_exactly(tmp_path_factory, sizes):
+def test_ensemble_stage_streams_exactly(tmp_path_factory, archs, sizes):
     d = tmp_path_factory.mktemp("ens")
-    model, config = models.ensemble(_members(d, archs=("tcn", "gru")))
+    model, config = models.ensemble(_members(d, archs=archs))
     models.save(model, config, d / "ens")
     x = _speechy(12000)[:, None]
     _, whole = run_blocks(KeywordSpotter(model=str(d / "ens")), x, [], RATE)

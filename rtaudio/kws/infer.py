@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from .features import FeatureConfig, FeatureStream, RunningMeanNorm
-from .models import STATEFUL_ARCHS
+from .models import STATEFUL_ARCHS, for_inference
 
 
 class Streamer:
@@ -19,7 +19,7 @@ class Streamer:
     each group of `stride` stacked frames, the DS-CNN over its window of the latest frames."""
 
     def __init__(self, model: nn.Module, config: dict[str, Any]) -> None:
-        self.model, self.config = model, config
+        self.model, self.config = for_inference(model), config  # a snapshot of the weights
         self.cfg = FeatureConfig.from_dict(config["features"])
         self.arch = config["arch"]
         self.stride = getattr(model, "stack", None) or int(config.get("stride", 1))

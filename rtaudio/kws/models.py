@@ -183,6 +183,77 @@ class TCNClassifier(_StreamingClassifier):
         return z, torch.cat(kept, 1)
 
 
+class StackedTCNs(nn.Module):
+    """Inference only: an `Ensemble` of equally shaped TCNs run as one network whose every layer is
+    a batched matrix product over the members. Live, a step is a handful of small products, so the
+    cost is per operation rather than per multiply: four members cost about what one did (1.2 vs
+    0.7 ms a step for four vs two, where the members one by one take 3.2 ms). It holds a snapshot
+    of the members' weights; its output and state (layout included) are the `Ensemble`'s."""
+
+    def __init__(self, members: list[TCNClassifier]) -> None:
+        super().__init__()
+        first = members[0]
+        self.stack, self.hidden, self.history, self.dilations = (
+            first.stack, first.hidden, first.history, first.dilations,
+        )
+        self.n = len(members)
+
+        def weights(layers: list[nn.Linear]) -> tuple[torch.Tensor, torch.Tensor]:
+            w = torch.stack([lin.weight.detach().t() for lin in layers]).contiguous()  # (M, in, out)
+            return w, torch.stack([lin.bias.detach()[None] for lin in layers]).contiguous()  # (M, 1, out)
+
+        self.register_buffer("mean", torch.stack([m.mean for m in members])[:, None, None].clone())
+        self.register_buffer("std", torch.stack([m.std for m in members])[:, None, None].clone())
+        self.inp_w, self.inp_b = weights([m.inp[0] for m in members])
+        self.out_w, self.out_b = weights([m.out for m in members])
+        self.blocks = [
+            (*weights([m.convs[i] for m in members]), *weights([m.mix[i] for m in members]))
+            for i in range(len(self.dilations))
+        ]
+
+    def init_state(self, batch: int = 1) -> torch.Tensor:
+        return torch.zeros(batch, self.n * self.history * self.hidden)
+
+    @torch.inference_mode()
+    def forward(
+        self, x: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        b, t, f = x.shape
+        m, k, h, n = self.n, self.stack, self.hidden, t // self.stack
+        if state is None:
+            state = self.init_state(b)
+        xs = ((x[None] - self.mean) / self.std).reshape(m, b * n, f * k)
+        z = torch.relu(torch.baddbmm(self.inp_b, xs, self.inp_w)).reshape(m, b, n, h)
+        past_all = state.reshape(b, m, self.history, h).transpose(0, 1)  # (M, batch, history, hidden)
+        kept, at = [], 0
+        for (cw, cb, mw, mb), d in zip(self.blocks, self.dilations, strict=True):
+            full = torch.cat([past_all[:, :, at : at + 2 * d], z], 2)
+            at += 2 * d
+            kept.append(full[:, :, -2 * d :])
+            taps = torch.cat([full[:, :, :n], full[:, :, d : d + n], full[:, :, 2 * d : 2 * d + n]], 3)
+            y = torch.relu(torch.baddbmm(cb, taps.reshape(m, b * n, 3 * h), cw))
+            z = z + torch.baddbmm(mb, y, mw).reshape(m, b, n, h)
+        logits = torch.baddbmm(self.out_b, z.reshape(m, b * n, h), self.out_w).reshape(m, b, n, -1)
+        mean = torch.logsumexp(logits.log_softmax(-1), 0) - math.log(m)
+        return mean, torch.cat(kept, 2).transpose(0, 1).reshape(b, -1)
+
+
+def for_inference(model: nn.Module) -> nn.Module:
+    """What runs `model` without gradients fastest: `StackedTCNs` for an ensemble of equally shaped
+    TCNs (a snapshot of its weights: make it again after changing them), else the model itself."""
+    if not isinstance(model, Ensemble) or len(model.members) < 2:
+        return model
+    shapes = {
+        (m.stack, m.hidden, m.dilations, tuple(m.inp[0].weight.shape), tuple(m.out.weight.shape))
+        if isinstance(m, TCNClassifier)
+        else None
+        for m in model.members
+    }
+    if len(shapes) != 1 or None in shapes:
+        return model
+    return StackedTCNs(list(model.members)).eval()
+
+
 class _SepBlock(nn.Sequential):
     def __init__(self, ch: int) -> None:
         super().__init__(
