@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--minutes", type=float, default=None, help="training time budget")
     tr.add_argument("--model", choices=("gru", "tcn", "cnn"), default=None,
-                    help="gru (default), tcn (causal dilated convolutions) or cnn (DS-CNN on windows)")
+                    help="tcn (default: causal dilated convolutions), gru or cnn (DS-CNN on windows)")
     tr.add_argument("--near-classes", action="store_true",
                     help="one extra output class per keyword for its near misses (experimental)")
     tr.add_argument("--paired-near", type=int, default=0, metavar="N",
