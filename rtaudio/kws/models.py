@@ -190,8 +190,8 @@ class StackedTCNs(nn.Module):
     whose cost is per call rather than per multiply, and numpy's calls cost less than torch's: the
     `kws` stage with four members in 30 ms blocks costs 0.011 of real time stacked in numpy, 0.031
     stacked in torch, 0.040-0.050 one by one (offline, over whole streams, 1.5 times what torch one
-    by one costs: 0.0037 against 0.0024 on one thread). It holds a snapshot of the members' weights; its output and
-    state (layout included) are the `Ensemble`'s, as torch tensors."""
+    by one costs: 0.0037 against 0.0024 on one thread). It holds a snapshot of the members'
+    weights; its output and state (layout included) are the `Ensemble`'s, as torch tensors."""
 
     def __init__(self, members: list[TCNClassifier]) -> None:
         super().__init__()
