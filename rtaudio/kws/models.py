@@ -1,8 +1,11 @@
 """Streaming keyword classifiers with explicit state, and their on-disk format.
 
-Both models map normalised feature frames to per-frame class logits (silence, unknown, keywords):
+The models map normalised feature frames to per-frame class logits (silence, unknown, keywords):
 - `GRUClassifier` carries its recurrent state from frame to frame (trained on long streams with the
   state carried across chunks, exactly as it runs live);
+- `TCNClassifier`, causal dilated convolutions that keep the last steps of each block as state;
+- `Ensemble` averages several of those (the shipped model: four TCNs), run live as one batched
+  network by `StackedTCNs` when its members are equally shaped TCNs (`for_inference`);
 - `DSCNN`, a depthwise-separable CNN over a sliding window of the last `window` frames, evaluated
   every `stride` frames.
 A model is a plain state dict `model.pt` (loaded with `weights_only=True`) plus `model.json`
