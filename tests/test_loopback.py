@@ -102,8 +102,12 @@ def test_output_sink_to_input_source_bit_exact(audio_server, tmp_path):
     # On a loaded machine the player's worker can miss a deadline once (seen in CI: 597 frames of
     # output ring underflow, one slip of 597). That is allowed if it is counted where it happened:
     # every slipped frame is a counted loss, and only the windows holding a slip are not exact.
+    # When the device itself ran dry or over (seen with two trainings beside the tests: ALSA
+    # "underrun occurred", one output-underflow flag, a slip of 3832 frames), PortAudio flags that it
+    # happened, not how many frames: then each slip must have a counted flag.
     lost = play.summary.counters["output ring underflow"] + rec.summary.counters["input slip frames"]
-    assert a.slipped_frames <= lost
+    xruns = play.summary.counters["output underflow flags"] + rec.summary.counters["input overflow flags"]
+    assert a.slipped_frames <= lost or a.slips <= xruns
     assert sum(a.exact) >= len(a.exact) - a.slips
     assert min(sorted(a.corr)[a.slips:]) >= 0.999
     assert play.summary.counters["output ring overflow"] == 0
