@@ -510,6 +510,7 @@ class DeviceInput(Source):
                                         callback=self._make_callback(True), **kw)
         except sd.PortAudioError as e:
             raise RtAudioError(f"{self.where}: cannot open device '{self.device}' ({e})") from None
+        self._jack = self._query_jack()
 
     # -- running ------------------------------------------------------------------------------------
     def start(self, ring: RingBuffer) -> None:
@@ -673,10 +674,19 @@ class DeviceInput(Source):
         return out
 
     def _on_jack(self) -> bool:
+        """Asked once, when the stream opens: at close the device may be gone (a server that
+        stopped), and querying it then would raise in the engine's shutdown."""
+        jack = getattr(self, "_jack", None)
+        return self._query_jack() if jack is None else jack
+
+    def _query_jack(self) -> bool:
         sd = _sd()
-        dev = sd.query_devices(self.index, kind="input") if self.index is None \
-            else sd.query_devices(self.index)
-        return "JACK" in sd.query_hostapis(dev["hostapi"])["name"]
+        try:
+            dev = sd.query_devices(self.index, kind="input") if self.index is None \
+                else sd.query_devices(self.index)
+            return "JACK" in sd.query_hostapis(dev["hostapi"])["name"]
+        except sd.PortAudioError:
+            return False
 
     def round_trip_time_info(self) -> float | None:
         """Median outputBufferDacTime - inputBufferAdcTime over recent callbacks (duplex only)."""
