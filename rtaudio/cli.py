@@ -138,8 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
     th.set_defaults(func=cmd_train_hmm)
 
     dm = sub.add_parser("demo", help="the main job: live monitor, or the built-in demo with no sound card")
-    dm.add_argument("--snapshot", default="out/demo.png", metavar="PNG")
-    dm.add_argument("--outdir", default="out")
+    dm.add_argument("--snapshot", default=None, metavar="PNG", help="default: OUTDIR/demo.png")
+    dm.add_argument("--outdir", default="out", help="where the demo writes its files")
     dm.set_defaults(func=cmd_demo)
     return p
 
@@ -407,6 +407,7 @@ def cmd_demo(args) -> int:
         return cmd_run(ns)
     out = Path(args.outdir)
     out.mkdir(parents=True, exist_ok=True)
+    args.snapshot = args.snapshot or str(out / "demo.png")
     print("rtaudio: no sound card here: running the demo pipeline on the built-in clip",
           file=sys.stderr)
     spec = pipeline.load("demo")

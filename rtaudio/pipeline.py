@@ -96,10 +96,11 @@ class PipelineSpec:
 
 
 def resolve(name: str) -> Path:
-    """A pipeline path, or a name of a file in `pipelines/`."""
+    """A pipeline path, or a name of a file in `pipelines/`. A directory of that name in the
+    current directory (say `demo/`, where `rtaudio demo` writes) does not hide the pipeline."""
     p = Path(name)
-    if p.suffix == ".toml" or p.exists() or "/" in name:
-        if not p.exists():
+    if p.suffix == ".toml" or p.is_file() or "/" in name:
+        if not p.is_file():
             raise RtAudioError(f"{name}: no such pipeline file")
         return p
     for d in PIPELINE_DIRS:

@@ -150,12 +150,16 @@ def test_demo_without_sound_card(tmp_path):
     # in the environment, `demo` would open the live monitor instead
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PULSE_", "JACK_"))}
     env.update(PULSE_SERVER="unix:/nonexistent/rtaudio-test", JACK_NO_START_SERVER="1")
+    # run where a directory is named like the pipeline, and with the snapshot left to follow
+    # --outdir (both once failed: "demo: cannot read", "--snapshot out/demo.png: directory out does
+    # not exist")
+    out = tmp_path / "demo"
     r = subprocess.run(
-        [sys.executable, "-m", "rtaudio", "demo", "--outdir", str(tmp_path), "--snapshot",
-         str(tmp_path / "demo.png")],
+        [sys.executable, "-m", "rtaudio", "demo", "--outdir", str(out)],
         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
     )
     assert r.returncode == 0, r.stderr
-    y, rate = sf.read(tmp_path / "demo_out.wav")
+    y, rate = sf.read(out / "demo_out.wav")
     assert rate == 16000 and len(y) > 10 * rate
-    assert (tmp_path / "demo_events.jsonl").stat().st_size > 0
+    assert (out / "demo_events.jsonl").stat().st_size > 0
+    assert (out / "demo.png").stat().st_size > 0

@@ -28,6 +28,19 @@ def test_pipelines_are_found_by_name():
         pipeline.resolve("nope")
 
 
+def test_a_directory_named_like_a_pipeline_does_not_hide_it(tmp_path, monkeypatch):
+    """`rtaudio demo --outdir demo` makes ./demo; running the demo again there used to fail with
+    "demo: cannot read (Is a directory)". A file of that name is still taken as given."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()
+    assert pipeline.resolve("demo").parent.name == "pipelines"
+    assert pipeline.load("demo").sinks
+    (tmp_path / "mine").write_text('[source]\nkind = "tone"\n[[sinks]]\nkind = "null"\n')
+    assert pipeline.resolve("mine") == Path("mine")
+    with pytest.raises(RtAudioError, match="sub/x.toml: no such pipeline file"):
+        pipeline.resolve("sub/x.toml")
+
+
 def test_chain_maps_to_the_same_spec_as_a_file():
     chain = pipeline.parse_chain("tone hz=440 seconds=1 ! gain db=-6 ! highpass hz=80 ! null")
     text = textwrap.dedent(
