@@ -510,7 +510,9 @@ class DeviceInput(Source):
                                         callback=self._make_callback(True), **kw)
         except sd.PortAudioError as e:
             raise RtAudioError(f"{self.where}: cannot open device '{self.device}' ({e})") from None
-        self._jack = self._query_jack()
+        # asked once, here: at close the device may be gone (a server that stopped), and asking
+        # then raised in the engine's shutdown
+        self._jack = self._on_jack()
 
     # -- running ------------------------------------------------------------------------------------
     def start(self, ring: RingBuffer) -> None:
@@ -663,7 +665,7 @@ class DeviceInput(Source):
         # JACK: stream.latency is exact (whole periods, measured) and the time info is not (its
         # DAC - ADC was 3x the measured round trip); ALSA/PulseAudio: the reverse (time info
         # within 0.3 ms, stream.latency ~10 ms high). See tests/test_loopback.py.
-        if k >= 8 and not self._on_jack():
+        if k >= 8 and not self._jack:
             idx = np.arange(k - min(k, _HISTORY, 200), k) & (_HISTORY - 1)
             out["input"] = float(np.median(c.cur[idx] - c.adc[idx]))
             if self.output is not None:
@@ -674,12 +676,6 @@ class DeviceInput(Source):
         return out
 
     def _on_jack(self) -> bool:
-        """Asked once, when the stream opens: at close the device may be gone (a server that
-        stopped), and querying it then would raise in the engine's shutdown."""
-        jack = getattr(self, "_jack", None)
-        return self._query_jack() if jack is None else jack
-
-    def _query_jack(self) -> bool:
         sd = _sd()
         try:
             dev = sd.query_devices(self.index, kind="input") if self.index is None \
