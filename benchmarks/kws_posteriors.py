@@ -84,11 +84,22 @@ def near_accept(near: np.ndarray, level: float, delay: int) -> np.ndarray:
     return np.lib.stride_tricks.sliding_window_view(pad, delay + 1, axis=0).max(-1) < level
 
 
+def combine(posts: list[np.ndarray], how: str) -> np.ndarray:
+    """Members' probabilities (steps, classes) as one: their mean (what `rtaudio ensemble` runs),
+    or their geometric mean renormalised over the classes (a class is high only where every member
+    puts it high)."""
+    if how == "mean":
+        return np.mean(posts, 0)
+    g = np.exp(np.mean(np.log(np.maximum(np.stack(posts), 1e-12)), 0))
+    return g / g.sum(-1, keepdims=True)
+
+
 def evaluate(
-    res: dict, combo: str, cfg: dict, veto: tuple[str, float, int] | None = None
+    res: dict, combo: str, cfg: dict, veto: tuple[str, float, int] | None = None, how: str = "mean"
 ) -> tuple[np.ndarray, float, float, list[float]]:
     """Best recall per budget (mean over conditions), the calibrated point (recall, FA/h) and the
-    best recall within 10 FA/h per condition. `veto`: (near-class model, level, delay steps)."""
+    best recall within 10 FA/h per condition. `veto`: (near-class model, level, delay steps);
+    `how`: how the members' probabilities are combined (`combine`)."""
     names = combo.split("+") + ([veto[0]] if veto else [])
     missing = [n for n in names if n not in res["post"]]
     if missing:
@@ -98,7 +109,7 @@ def evaluate(
     rows = []
     for cond, lens in res["len"].items():
         # silence, unknown, keywords: a near-class model's extra columns are left out of the mean
-        posts = [np.mean([res["post"][n][cond][i][:, : 2 + nk] for n in names], 0) for i in range(2)]
+        posts = [combine([res["post"][n][cond][i][:, : 2 + nk] for n in names], how) for i in range(2)]
         acc = [None, None]
         if veto:
             near = [res["post"][veto[0]][cond][i][:, 2 + nk :] for i in range(2)]
@@ -134,6 +145,7 @@ def main() -> int:
         metavar="NAME:LEVEL:DELAY",
         help="refuse a keyword when NAME's near-miss class for it reaches LEVEL within DELAY steps",
     )
+    e.add_argument("--combine", choices=("mean", "geo"), default="mean", help="how members are combined")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.cmd == "cache":
@@ -154,7 +166,7 @@ def main() -> int:
     budgets = " / ".join(f"<={b}" for b in B.BUDGETS)
     print(f"streams {res['seed']}; mean over conditions of the best recall within {budgets} FA/h")
     for combo in args.combos:
-        best, rec, fa, per10 = evaluate(res, combo, cfg, veto)
+        best, rec, fa, per10 = evaluate(res, combo, cfg, veto, args.combine)
         cells = " / ".join(f"{v:.2f}" for v in best)
         print(f"{combo:<24} {cells}   calibrated {rec:.2f} @ {fa:.0f}   <=10 per condition: "
               + " ".join(f"{v:.2f}" for v in per10), flush=True)  # fmt: skip

@@ -1,5 +1,6 @@
-"""Keyword model ensembles: the mean of the members' probabilities, streamed exactly, saved and loaded
-like any model; members that do not fit together are clear errors."""
+"""Keyword model ensembles: the mean of the members' probabilities (or their renormalised geometric
+mean), streamed exactly, saved and loaded like any model; members that do not fit together are clear
+errors."""
 
 from __future__ import annotations
 
@@ -51,6 +52,29 @@ def _speechy(n: int) -> np.ndarray:
     return x
 
 
+def _geo_mean(each: list[np.ndarray]) -> np.ndarray:
+    g = np.exp(np.mean(np.log(each), 0))
+    return g / g.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("archs", [("gru", "tcn"), ("tcn",)], ids=["mixed", "stacked-tcns"])
+def test_geo_ensemble_is_the_geometric_mean_of_its_members(tmp_path, archs):
+    dirs = _members(tmp_path, 3, archs=archs)
+    model, config = models.ensemble(dirs, combine="geo")
+    assert config["arch_params"]["combine"] == "geo"
+    x = _speechy(20000)
+    each = [posteriors_offline(*models.load(d), x) for d in dirs]
+    want = _geo_mean(each)
+    assert np.abs(want - np.mean(each, 0)).max() > 1e-3  # not the mean
+    np.testing.assert_allclose(posteriors_offline(model, config, x), want, atol=1e-5)
+    models.save(model, config, tmp_path / "ens")
+    again, cfg2 = models.load(tmp_path / "ens")
+    assert again.combine == "geo" and models.for_inference(again).combine == "geo"
+    np.testing.assert_allclose(posteriors_offline(again, cfg2, x), want, atol=1e-5)
+    with pytest.raises(ConfigError, match="combine must be one of mean, geo, got 'median'"):
+        models.ensemble(dirs, combine="median")
+
+
 def test_ensemble_is_the_mean_of_its_members(tmp_path):
     dirs = _members(tmp_path, 3)
     model, config = models.ensemble(dirs)
@@ -82,11 +106,12 @@ def test_mixed_ensemble_is_the_mean_of_its_members(tmp_path):
         np.testing.assert_allclose(posteriors_offline(m, c, x), alone, atol=1e-6)
 
 
-def test_stacked_tcns_are_the_ensemble_they_were_made_from(tmp_path):
+@pytest.mark.parametrize("combine", ["mean", "geo"])
+def test_stacked_tcns_are_the_ensemble_they_were_made_from(tmp_path, combine):
     """Equally shaped TCNs run as one batched network (`StackedTCNs`, what the streamer runs): the
     same output and the same state as the members one by one, from any state."""
     dirs = _members(tmp_path, 3, archs=("tcn",))
-    model, config = models.ensemble(dirs)
+    model, config = models.ensemble(dirs, combine)
     stacked = models.for_inference(model)
     assert isinstance(stacked, models.StackedTCNs)
     torch.manual_seed(5)
@@ -99,7 +124,8 @@ def test_stacked_tcns_are_the_ensemble_they_were_made_from(tmp_path):
     torch.testing.assert_close(got_state, want_state, atol=1e-6, rtol=1e-6)
     sig = _speechy(20000)
     each = [posteriors_offline(*models.load(d), sig) for d in dirs]
-    np.testing.assert_allclose(posteriors_offline(model, config, sig), np.mean(each, 0), atol=1e-5)
+    want = np.mean(each, 0) if combine == "mean" else _geo_mean(each)
+    np.testing.assert_allclose(posteriors_offline(model, config, sig), want, atol=1e-5)
 
 
 def test_only_equally_shaped_tcns_are_stacked(tmp_path):
@@ -130,12 +156,16 @@ def test_older_format_of_equal_grus_is_the_mean_of_its_members(tmp_path):
     np.testing.assert_allclose(posteriors_offline(again, cfg, x), np.mean(each, 0), atol=1e-5)
 
 
-@pytest.mark.parametrize("archs", [("tcn", "gru"), ("tcn",)], ids=["mixed", "stacked-tcns"])
+@pytest.mark.parametrize(
+    "archs,combine",
+    [(("tcn", "gru"), "mean"), (("tcn",), "mean"), (("tcn",), "geo")],
+    ids=["mixed", "stacked-tcns", "stacked-tcns-geo"],
+)
 @settings(max_examples=8, deadline=None)
 @given(sizes=partitions(3000))
-def test_ensemble_stage_streams_exactly(tmp_path_factory, archs, sizes):
+def test_ensemble_stage_streams_exactly(tmp_path_factory, archs, combine, sizes):
     d = tmp_path_factory.mktemp("ens")
-    model, config = models.ensemble(_members(d, archs=archs))
+    model, config = models.ensemble(_members(d, archs=archs), combine)
     models.save(model, config, d / "ens")
     x = _speechy(12000)[:, None]
     _, whole = run_blocks(KeywordSpotter(model=str(d / "ens")), x, [], RATE)

@@ -712,11 +712,12 @@ def recalibrate(
 
 def build_ensemble(
     model_dirs: list[Path], out_dir: Path, seed: int = 0, target_fa_per_hour: float = 10.0,
-    scale: float = 1.0, log=print,
+    scale: float = 1.0, log=print, combine: str = "mean",
 ) -> dict[str, Any]:  # fmt: skip
-    """Average trained GRU or TCN models (`models.ensemble`), calibrate the average on held-out
-    training-voice streams as `train` does (`scale` < 1: a smaller set, for tests) and save it."""
-    model, config = models.ensemble(model_dirs)
+    """Average trained GRU or TCN models (`models.ensemble`, `combine` "mean" or "geo"), calibrate
+    the average on held-out training-voice streams as `train` does (`scale` < 1: a smaller set, for
+    tests) and save it."""
+    model, config = models.ensemble(model_dirs, combine)
     minutes = (20.0 * scale, 180.0 * scale)
     return _calibrate_and_save(model, config, out_dir, seed, target_fa_per_hour, *minutes, log, scale)
 
@@ -734,10 +735,11 @@ def _calibrate_and_save(
 
 
 def cmd_ensemble(args: argparse.Namespace) -> int:
-    """CLI entry: args.models (dirs), args.out, args.seed."""
+    """CLI entry: args.models (dirs), args.out, args.seed, args.combine."""
     out = Path(args.out)
     config = build_ensemble([Path(m) for m in args.models], out, int(args.seed or 0),
-                            log=lambda m: print(m, file=sys.stderr))  # fmt: skip
+                            log=lambda m: print(m, file=sys.stderr),
+                            combine=getattr(args, "combine", None) or "geo")  # fmt: skip
     print(json.dumps({"model": str(out), "members": len(args.models), "calibration": config["calibration"]}))
     return 0
 
