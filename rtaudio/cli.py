@@ -119,8 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("models", nargs="+", help="two or more GRU or TCN model dirs of the same keywords")
     en.add_argument("--out", required=True, help="model directory to write")
     en.add_argument("--seed", type=int, default=0, help="seed of the held-out calibration set")
-    en.add_argument("--combine", choices=("geo", "mean"), default="geo",
-                    help="average the members' log-probabilities (geo, default) or probabilities (mean)")
+    en.add_argument("--combine", choices=("mean", "geo"), default="mean",
+                    help="average the members' probabilities (mean) or log-probabilities (geo)")
     en.set_defaults(func=cmd_ensemble)
 
     tv = sub.add_parser("train-verifier", help="train a second-stage verifier for a keyword model (cascade)")

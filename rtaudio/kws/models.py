@@ -108,9 +108,9 @@ class Ensemble(nn.Module):
     same frames. `combine` "mean": their class probabilities are averaged, and the output is the log
     of that mean, so that a softmax of it (as the streamer takes) gives the mean itself. "geo": their
     log-probabilities are averaged, so that the softmax gives the renormalised geometric mean: a
-    class is high only where every member puts it high (on the benchmark's streams, six TCNs found
-    more keywords within 10 false accepts per hour this way: docs/kws-experiments.md). The state is
-    the members' states, each flattened to (batch, n), concatenated."""
+    class is high only where every member puts it high (six TCNs, each way calibrated anew, were
+    level: docs/kws-experiments.md, "Six TCNs"). The state is the members' states, each flattened
+    to (batch, n), concatenated."""
 
     def __init__(self, members: list[_StreamingClassifier], combine: str = "mean") -> None:
         super().__init__()

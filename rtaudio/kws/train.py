@@ -739,7 +739,7 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     out = Path(args.out)
     config = build_ensemble([Path(m) for m in args.models], out, int(args.seed or 0),
                             log=lambda m: print(m, file=sys.stderr),
-                            combine=getattr(args, "combine", None) or "geo")  # fmt: skip
+                            combine=getattr(args, "combine", None) or "mean")  # fmt: skip
     print(json.dumps({"model": str(out), "members": len(args.models), "calibration": config["calibration"]}))
     return 0
 
