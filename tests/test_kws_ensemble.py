@@ -73,6 +73,10 @@ def test_geo_ensemble_is_the_geometric_mean_of_its_members(tmp_path, archs):
     np.testing.assert_allclose(posteriors_offline(again, cfg2, x), want, atol=1e-5)
     with pytest.raises(ConfigError, match="combine must be one of mean, geo, got 'median'"):
         models.ensemble(dirs, combine="median")
+    cfg2["arch_params"]["combine"] = "median"  # a model file edited by hand
+    (tmp_path / "ens" / "model.json").write_text(json.dumps(cfg2))
+    with pytest.raises(ConfigError, match=r"kws: model config .*ens/model.json: ensemble combine must be"):
+        models.load(tmp_path / "ens")
 
 
 def test_ensemble_is_the_mean_of_its_members(tmp_path):

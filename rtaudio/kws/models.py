@@ -109,7 +109,7 @@ class Ensemble(nn.Module):
     of that mean, so that a softmax of it (as the streamer takes) gives the mean itself. "geo": their
     log-probabilities are averaged, so that the softmax gives the renormalised geometric mean: a
     class is high only where every member puts it high (six TCNs, each way calibrated anew, were
-    level: docs/kws-experiments.md, "Six TCNs"). The state is the members' states, each flattened
+    level: docs/kws-experiments.md, "Six 45-minute TCNs"). The state is the members' states, each flattened
     to (batch, n), concatenated."""
 
     def __init__(self, members: list[_StreamingClassifier], combine: str = "mean") -> None:
@@ -402,7 +402,10 @@ def load(path: str | Path | None = None, where: str = "kws") -> tuple[nn.Module,
         raise ConfigError(
             f"{where}: model file {pt} is corrupt ({type(e).__name__}: {str(e)[:120]})"
         ) from None
-    model = build(config)
+    try:
+        model = build(config)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: model config {js}: {e}") from None
     if not isinstance(state, dict):
         raise ConfigError(f"{where}: model file {pt} does not hold a state dict")
     try:
@@ -427,8 +430,6 @@ def ensemble(paths: list[str | Path], combine: str = "mean") -> tuple[nn.Module,
     ("geo"; `Ensemble`). Its config is the first's with arch "ensemble", each member's arch and
     arch_params and `combine`; its decision settings are the first's until it is calibrated again
     (`train.recalibrate`); `training` lists each member's."""
-    if combine not in COMBINE:
-        raise ConfigError(f"ensemble combine must be one of {', '.join(COMBINE)}, got {combine!r}")
     if len(paths) < 2:
         raise ConfigError(f"an ensemble needs at least two models, got {len(paths)}")
     loaded = [load(p) for p in paths]
