@@ -145,7 +145,7 @@ def main() -> int:
         metavar="NAME:LEVEL:DELAY",
         help="refuse a keyword when NAME's near-miss class for it reaches LEVEL within DELAY steps",
     )
-    e.add_argument("--combine", choices=("mean", "geo"), default="mean", help="how members are combined")
+    e.add_argument("--combine", choices=models.COMBINE, default="mean", help="how members are combined")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.cmd == "cache":

@@ -4,7 +4,7 @@ The models map normalised feature frames to per-frame class logits (silence, unk
 - `GRUClassifier` carries its recurrent state from frame to frame (trained on long streams with the
   state carried across chunks, exactly as it runs live);
 - `TCNClassifier`, causal dilated convolutions that keep the last steps of each block as state;
-- `Ensemble` averages several of those (the shipped model: four TCNs), run live as one batched
+- `Ensemble` averages several of those (the shipped model: six TCNs), run live as one batched
   network by `StackedTCNs` when its members are equally shaped TCNs (`for_inference`);
 - `DSCNN`, a depthwise-separable CNN over a sliding window of the last `window` frames, evaluated
   every `stride` frames.
@@ -137,10 +137,10 @@ class Ensemble(nn.Module):
             logits, s = m(x, m.unflat_state(s))
             logps.append(logits.log_softmax(-1))
             states.append(m.flat_state(s))
-        logps = torch.stack(logps)
+        logp, state = torch.stack(logps), torch.cat(states, 1)
         if self.combine == "geo":
-            return logps.mean(0), torch.cat(states, 1)
-        return torch.logsumexp(logps, 0) - math.log(len(self.members)), torch.cat(states, 1)
+            return logp.mean(0), state
+        return torch.logsumexp(logp, 0) - math.log(len(self.members)), state
 
 
 class TCNClassifier(_StreamingClassifier):
