@@ -29,9 +29,19 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("RTAUDIO_CACHE", str(tmp_path / "cache"))
 
 
-def _members(tmp_path, n: int = 2, archs: tuple[str, ...] = ("gru",), stack: int | None = None) -> list:
-    """Single models (GRUs, or archs in turn) of the shipped model's keywords and features, randomly
-    initialised each with its own seed, each saved as a model dir."""
+OWN_FRONT_END = {"n_mels": 24, "fmax": 7000.0}  # what members with their own front end change
+
+
+def _members(
+    tmp_path,
+    n: int = 2,
+    archs: tuple[str, ...] = ("gru",),
+    stack: int | None = None,
+    own: dict | None = None,
+) -> list:
+    """Single models (GRUs, or archs in turn) of the shipped model's keywords and features (with
+    `own`: the second, fourth ... member's features changed by it), randomly initialised each with
+    its own seed, each saved as a model dir."""
     _, shipped = models.load(None)
     gru = {"hidden": 64, "layers": 2, "stack": 3 if stack is None else stack}
     params = {"gru": gru, "tcn": {"hidden": 32, "dilations": [1, 2, 4], "stack": gru["stack"]}}
@@ -39,6 +49,8 @@ def _members(tmp_path, n: int = 2, archs: tuple[str, ...] = ("gru",), stack: int
     for i in range(n):
         arch = archs[i % len(archs)]
         config = dict(shipped, arch=arch, arch_params=params[arch])
+        if own and i % 2:
+            config["features"] = {**shipped["features"], **own}
         config.pop("training", None)
         torch.manual_seed(i)
         models.save(models.build(config), config, tmp_path / f"m{i}")
@@ -132,6 +144,36 @@ def test_stacked_tcns_are_the_ensemble_they_were_made_from(tmp_path, combine):
     np.testing.assert_allclose(posteriors_offline(model, config, sig), want, atol=1e-5)
 
 
+@pytest.mark.parametrize("archs", [("tcn",), ("tcn", "gru", "tcn")], ids=["stacked-tcns", "mixed"])
+def test_members_with_their_own_front_end(tmp_path, archs):
+    """Members whose features differ (here in mel bands) each read their own: the ensemble is the
+    mean of the members run alone, stacked or not, saved and loaded, and split apart again."""
+    dirs = _members(tmp_path, 3, archs=archs, own=OWN_FRONT_END)
+    model, config = models.ensemble(dirs)
+    described = config["arch_params"]["members"]
+    assert ["features" in m for m in described] == [False, True, False]
+    assert described[1]["features"]["n_mels"] == 24 and config["features"]["n_mels"] == 40
+    assert model.columns == [(0, 40), (40, 64), (0, 40)]
+    assert isinstance(models.for_inference(model), models.StackedTCNs) == (archs == ("tcn",))
+    x = _speechy(20000)
+    each = [posteriors_offline(*models.load(d), x) for d in dirs]
+    np.testing.assert_allclose(posteriors_offline(model, config, x), np.mean(each, 0), atol=1e-5)
+    models.save(model, config, tmp_path / "ens")
+    again, cfg2 = models.load(tmp_path / "ens")
+    np.testing.assert_allclose(posteriors_offline(again, cfg2, x), np.mean(each, 0), atol=1e-5)
+    for m, c, alone in zip(again.members, models.member_configs(cfg2), each, strict=True):
+        np.testing.assert_allclose(posteriors_offline(m, c, x), alone, atol=1e-6)
+    if archs == ("tcn",):  # the stacked network from any state, against the members one by one
+        torch.manual_seed(5)
+        state = torch.randn(2, model.init_state(2).shape[1])
+        feats = torch.randn(2, 9, 64) * 3 + 1
+        with torch.inference_mode():
+            want, want_state = model(feats, state)
+            got, got_state = models.for_inference(model)(feats, state)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got_state, want_state, atol=1e-6, rtol=1e-6)
+
+
 def test_only_equally_shaped_tcns_are_stacked(tmp_path):
     mixed, _ = models.ensemble(_members(tmp_path / "mixed", 2, archs=("tcn", "gru")))
     assert models.for_inference(mixed) is mixed
@@ -161,15 +203,20 @@ def test_older_format_of_equal_grus_is_the_mean_of_its_members(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "archs,combine",
-    [(("tcn", "gru"), "mean"), (("tcn",), "mean"), (("tcn",), "geo")],
-    ids=["mixed", "stacked-tcns", "stacked-tcns-geo"],
+    "archs,combine,own",
+    [
+        (("tcn", "gru"), "mean", None),
+        (("tcn",), "mean", None),
+        (("tcn",), "geo", None),
+        (("tcn",), "mean", OWN_FRONT_END),
+    ],
+    ids=["mixed", "stacked-tcns", "stacked-tcns-geo", "own-front-ends"],
 )
 @settings(max_examples=8, deadline=None)
 @given(sizes=partitions(3000))
-def test_ensemble_stage_streams_exactly(tmp_path_factory, archs, combine, sizes):
+def test_ensemble_stage_streams_exactly(tmp_path_factory, archs, combine, own, sizes):
     d = tmp_path_factory.mktemp("ens")
-    model, config = models.ensemble(_members(d, archs=archs), combine)
+    model, config = models.ensemble(_members(d, archs=archs, own=own), combine)
     models.save(model, config, d / "ens")
     x = _speechy(12000)[:, None]
     _, whole = run_blocks(KeywordSpotter(model=str(d / "ens")), x, [], RATE)
@@ -201,6 +248,15 @@ def test_members_that_do_not_fit_are_clear_errors(tmp_path):
     other = _members(tmp_path / "stack1", 1, archs=("tcn",), stack=1)
     with pytest.raises(ConfigError, match=r"m0: differs from .*m0 in arch_params.stack"):
         models.ensemble([dirs[0], other[0]])
+    # a front end of its own, but frames that do not line up with the others'
+    hop = _members(tmp_path / "hop", 2, own={"hop": 128})
+    with pytest.raises(ConfigError, match=r"m1: differs from .*m0 in features.hop"):
+        models.ensemble(hop)
+    model, config = models.ensemble(_members(tmp_path / "own", 2, own=OWN_FRONT_END))
+    config["arch_params"]["members"][1]["features"]["hop"] = 128  # a model file edited by hand
+    models.save(model, config, tmp_path / "own" / "ens")
+    with pytest.raises(ConfigError, match="member 1 features: rate, win and hop must be the ensemble's"):
+        models.load(tmp_path / "own" / "ens")
 
 
 def test_build_ensemble_calibrates_it(tmp_path):

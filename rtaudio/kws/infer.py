@@ -9,8 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .features import FeatureConfig, FeatureStream, RunningMeanNorm
-from .models import STATEFUL_ARCHS, for_inference
+from .features import FeatureStream, RunningMeanNorm
+from .models import STATEFUL_ARCHS, feature_layout, for_inference
 
 
 class Streamer:
@@ -20,22 +20,26 @@ class Streamer:
 
     def __init__(self, model: nn.Module, config: dict[str, Any]) -> None:
         self.model, self.config = for_inference(model), config  # a snapshot of the weights
-        self.cfg = FeatureConfig.from_dict(config["features"])
+        # an ensemble whose members have their own front ends reads all of them side by side
+        sets = feature_layout(config)[0]
+        self.cfg = sets[0]  # rate, window and hop: the same for all
+        self.dim = sum(f.dim for f in sets)
         self.arch = config["arch"]
         self.stride = getattr(model, "stack", None) or int(config.get("stride", 1))
-        self.features = FeatureStream(self.cfg)
+        self.features = [FeatureStream(f) for f in sets]
         tau = float(config.get("mean_norm_s", 0.0))
         self.norm = RunningMeanNorm(tau, self.cfg.hop / self.cfg.rate) if tau > 0 else None
         self.reset()
 
     def reset(self) -> None:
-        self.features.reset()
+        for f in self.features:
+            f.reset()
         if self.norm is not None:
             self.norm.reset()
         self.frame = 0
         if self.arch in STATEFUL_ARCHS:
             self.state = self.model.init_state(1)
-            self.pending = np.zeros((0, self.cfg.dim), np.float32)  # frames of an incomplete group
+            self.pending = np.zeros((0, self.dim), np.float32)  # frames of an incomplete group
         else:
             w = self.model.window
             self.ring = np.tile(self.model.mean.numpy().astype(np.float32), (2 * w, 1))
@@ -43,7 +47,8 @@ class Streamer:
 
     @torch.inference_mode()
     def push(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        feats = self.features.push(x)
+        parts = [f.push(x) for f in self.features]
+        feats = parts[0] if len(parts) == 1 else np.concatenate(parts, 1)
         if self.norm is not None:
             feats = self.norm.push(feats)
         self.last_feats = feats  # the model's input frames of this push (a verifier reads them)

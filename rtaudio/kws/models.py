@@ -112,7 +112,12 @@ class Ensemble(nn.Module):
     level: docs/kws-experiments.md, "Six 45-minute TCNs"). The state is the members' states, each flattened
     to (batch, n), concatenated."""
 
-    def __init__(self, members: list[_StreamingClassifier], combine: str = "mean") -> None:
+    def __init__(
+        self,
+        members: list[_StreamingClassifier],
+        combine: str = "mean",
+        columns: list[tuple[int, int]] | None = None,
+    ) -> None:
         super().__init__()
         if combine not in COMBINE:
             raise ConfigError(f"ensemble combine must be one of {', '.join(COMBINE)}, got {combine!r}")
@@ -121,6 +126,9 @@ class Ensemble(nn.Module):
         if len(stacks) != 1:
             raise ConfigError(f"ensemble members group different numbers of frames (stack {sorted(stacks)})")
         self.members = nn.ModuleList(members)
+        # members with their own front ends: each reads its columns (start, end) of the frames,
+        # which are the front ends' features side by side (`feature_layout`)
+        self.columns = columns
         self.stack = stacks.pop()
         self.sizes = [m.flat_state(m.init_state(1)).shape[1] for m in members]
 
@@ -133,8 +141,9 @@ class Ensemble(nn.Module):
         if state is None:
             state = self.init_state(x.shape[0])
         logps, states = [], []
-        for m, s in zip(self.members, state.split(self.sizes, 1), strict=True):
-            logits, s = m(x, m.unflat_state(s))
+        for i, (m, s) in enumerate(zip(self.members, state.split(self.sizes, 1), strict=True)):
+            xm = x if self.columns is None else x[..., self.columns[i][0] : self.columns[i][1]]
+            logits, s = m(xm, m.unflat_state(s))
             logps.append(logits.log_softmax(-1))
             states.append(m.flat_state(s))
         logp, state = torch.stack(logps), torch.cat(states, 1)
@@ -205,12 +214,20 @@ class StackedTCNs(nn.Module):
     by one costs: 0.0037 against 0.0024 on one thread). It holds a snapshot of the members'
     weights; its output and state (layout included) are the `Ensemble`'s, as torch tensors."""
 
-    def __init__(self, members: list[TCNClassifier], combine: str = "mean") -> None:
+    def __init__(
+        self,
+        members: list[TCNClassifier],
+        combine: str = "mean",
+        columns: list[tuple[int, int]] | None = None,
+    ) -> None:
         super().__init__()
         first = members[0]
         self.combine = combine
         self.stack, self.hidden, self.history, self.dilations = (
-            first.stack, first.hidden, first.history, first.dilations,
+            first.stack,
+            first.hidden,
+            first.history,
+            first.dilations,
         )
         self.n = len(members)
 
@@ -221,9 +238,18 @@ class StackedTCNs(nn.Module):
             # (M, in, out) and (M, 1, out)
             return arr([lin.weight.t() for lin in layers]), arr([lin.bias[None] for lin in layers])
 
-        self.mean = arr([m.mean for m in members])[:, None, None]  # (M, 1, 1, features)
-        self.std = arr([m.std for m in members])[:, None, None]
-        self.inp_w, self.inp_b = weights([m.inp[0] for m in members])
+        width = max(b for _, b in columns) if columns else first.mean.shape[0]
+        cols = columns or [(0, width)] * self.n
+
+        # members with their own front ends: each input layer widened to all the front ends'
+        # columns, zero weights on the others', so that one batched product serves them all
+        def widened(get, stack: int, fill: float) -> np.ndarray:
+            return arr([_widen(get(m), c, width, stack, fill) for m, c in zip(members, cols, strict=True)])
+
+        self.mean = widened(lambda m: m.mean, 1, 0.0)[:, None, None]  # (M, 1, 1, features)
+        self.std = widened(lambda m: m.std, 1, 1.0)[:, None, None]
+        self.inp_w = widened(lambda m: m.inp[0].weight.t(), self.stack, 0.0)  # (M, in, out)
+        self.inp_b = arr([m.inp[0].bias[None] for m in members])
         self.out_w, self.out_b = weights([m.out for m in members])
         self.blocks = [
             (*weights([m.convs[i] for m in members]), *weights([m.mix[i] for m in members]))
@@ -263,20 +289,28 @@ class StackedTCNs(nn.Module):
         return torch.from_numpy(out), torch.from_numpy(new_state)
 
 
+def _widen(w: torch.Tensor, cols: tuple[int, int], width: int, stack: int, fill: float) -> torch.Tensor:
+    """Rows of `w` for `stack` frames of a member's own features, placed at its columns `cols` of
+    frames `width` wide, `fill` elsewhere: (stack * (cols[1] - cols[0]), ...) -> (stack * width, ...)."""
+    a, b = cols
+    out = torch.full((stack, width, *w.shape[1:]), fill, dtype=w.dtype)
+    out[:, a:b] = w.detach().reshape(stack, b - a, *w.shape[1:])
+    return out.reshape(stack * width, *w.shape[1:])
+
+
 def for_inference(model: nn.Module) -> nn.Module:
     """What runs `model` without gradients fastest: `StackedTCNs` for an ensemble of equally shaped
     TCNs (a snapshot of its weights: make it again after changing them), else the model itself."""
     if not isinstance(model, Ensemble) or len(model.members) < 2:
         return model
     shapes = {
-        (m.stack, m.hidden, m.dilations, tuple(m.inp[0].weight.shape), tuple(m.out.weight.shape))
-        if isinstance(m, TCNClassifier)
-        else None
+        (m.stack, m.hidden, m.dilations, tuple(m.out.weight.shape)) if isinstance(m, TCNClassifier) else None
         for m in model.members
     }
-    if len(shapes) != 1 or None in shapes:
+    widths = {m.mean.shape[0] for m in model.members}
+    if len(shapes) != 1 or None in shapes or (model.columns is None and len(widths) != 1):
         return model
-    return StackedTCNs(list(model.members), model.combine).eval()
+    return StackedTCNs(list(model.members), model.combine, model.columns).eval()
 
 
 class _SepBlock(nn.Sequential):
@@ -324,7 +358,9 @@ def build(config: dict[str, Any]) -> nn.Module:
     )
     p = config.get("arch_params", {})
     if _is_ensemble(config):
-        return Ensemble([build(c) for c in member_configs(config)], p.get("combine", "mean"))
+        sets, columns = feature_layout(config)
+        members = [build(c) for c in member_configs(config)]
+        return Ensemble(members, p.get("combine", "mean"), columns if len(sets) > 1 else None)
     if arch == "gru":
         return GRUClassifier(n_in, n_cls, **{k: v for k, v in p.items() if k != "members"})
     if arch == "tcn":
@@ -349,6 +385,23 @@ def member_configs(config: dict[str, Any]) -> list[dict[str, Any]]:
         return [dict(config, **member) for member in p["members"]]
     single = {k: v for k, v in p.items() if k != "members"}
     return [dict(config, arch_params=single) for _ in range(p["members"])]
+
+
+def feature_layout(config: dict[str, Any]) -> tuple[list[FeatureConfig], list[tuple[int, int]]]:
+    """The distinct front ends of a model (the config's own first, then members' own `features`)
+    and each member's columns (start, end) in the frames of all of them side by side. They must
+    share rate, window and hop, so that their frames line up."""
+    sets: list[FeatureConfig] = [FeatureConfig.from_dict(config["features"])]
+    spans = []
+    for i, member in enumerate(member_configs(config)):
+        fc = FeatureConfig.from_dict(member["features"], where=f"member {i} features")
+        if (fc.rate, fc.win, fc.hop) != (sets[0].rate, sets[0].win, sets[0].hop):
+            raise ConfigError(f"member {i} features: rate, win and hop must be the ensemble's")
+        if fc not in sets:
+            sets.append(fc)
+        spans.append(sets.index(fc))
+    starts = np.cumsum([0] + [f.dim for f in sets])
+    return sets, [(int(starts[j]), int(starts[j + 1])) for j in spans]
 
 
 def save(model: nn.Module, config: dict[str, Any], out_dir: Path) -> None:
@@ -425,26 +478,34 @@ def load(path: str | Path | None = None, where: str = "kws") -> tuple[nn.Module,
 
 
 def ensemble(paths: list[str | Path], combine: str = "mean") -> tuple[nn.Module, dict[str, Any]]:
-    """One model averaging the single GRU/TCN models at `paths` (same keywords, classes, features,
-    stride and frame grouping), their probabilities (`combine` "mean") or their log-probabilities
-    ("geo"; `Ensemble`). Its config is the first's with arch "ensemble", each member's arch and
-    arch_params and `combine`; its decision settings are the first's until it is calibrated again
-    (`train.recalibrate`); `training` lists each member's."""
+    """One model averaging the single GRU/TCN models at `paths` (same keywords, classes, stride,
+    frame grouping and frames: rate, window and hop; a member whose front end differs keeps its own,
+    run beside the others': `feature_layout`), their probabilities (`combine` "mean") or their
+    log-probabilities ("geo"; `Ensemble`). Its config is the first's with arch "ensemble", each
+    member's arch and arch_params (and features, where they differ) and `combine`; its decision
+    settings are the first's until it is calibrated again (`train.recalibrate`); `training` lists
+    each member's."""
     if len(paths) < 2:
         raise ConfigError(f"an ensemble needs at least two models, got {len(paths)}")
     loaded = [load(p) for p in paths]
     first = loaded[0][1]
-    same = ("features", "classes", "keywords", "stride", "mean_norm_s")
+    same = ("classes", "keywords", "stride", "mean_norm_s")
     for p, (_, cfg) in zip(paths, loaded, strict=True):
         if cfg["arch"] not in MEMBER_ARCHS or cfg.get("arch_params", {}).get("members", 1) != 1:
             raise ConfigError(f"{p}: an ensemble member must be a single GRU or TCN model")
         diff = [k for k in same if cfg.get(k) != first.get(k)]
+        frames = ("rate", "win", "hop")
+        diff += [f"features.{k}" for k in frames if cfg["features"].get(k) != first["features"].get(k)]
         stack = cfg.get("arch_params", {}).get("stack", 1)
         if stack != first.get("arch_params", {}).get("stack", 1):
             diff.append("arch_params.stack")
         if diff:
             raise ConfigError(f"{p}: differs from {paths[0]} in {', '.join(diff)}")
-    described = [{"arch": cfg["arch"], "arch_params": cfg.get("arch_params", {})} for _, cfg in loaded]
+    described = [
+        {"arch": cfg["arch"], "arch_params": cfg.get("arch_params", {})}
+        | ({"features": cfg["features"]} if cfg["features"] != first["features"] else {})
+        for _, cfg in loaded
+    ]
     config = dict(first, arch="ensemble", arch_params={"members": described, "combine": combine})
     members = [dict(cfg.get("training", {}), path=str(p)) for p, (_, cfg) in zip(paths, loaded, strict=True)]
     config["training"] = {"members": members}
