@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     en = sub.add_parser("ensemble", help="average trained keyword models into one, calibrated anew")
-    en.add_argument("models", nargs="+", help="two or more GRU or TCN model dirs of the same keywords")
+    en.add_argument("models", nargs="+",
+                    help="two or more GRU or TCN model dirs of the same keywords (front ends may differ)")
     en.add_argument("--out", required=True, help="model directory to write")
     en.add_argument("--seed", type=int, default=0, help="seed of the held-out calibration set")
     en.add_argument("--combine", choices=("mean", "geo"), default="mean",
