@@ -64,6 +64,33 @@ def _speechy(n: int) -> np.ndarray:
     return x
 
 
+def _assert_mean_of_members_after_save(tmp_path, model, config, dirs) -> None:
+    """The ensemble's posteriors are its members' mean, also saved and loaded again, and its
+    members split apart again are the models it was made of."""
+    x = _speechy(20000)
+    each = [posteriors_offline(*models.load(d), x) for d in dirs]
+    np.testing.assert_allclose(posteriors_offline(model, config, x), np.mean(each, 0), atol=1e-5)
+    models.save(model, config, tmp_path / "ens")
+    again, cfg2 = models.load(tmp_path / "ens")
+    np.testing.assert_allclose(posteriors_offline(again, cfg2, x), np.mean(each, 0), atol=1e-5)
+    for m, c, alone in zip(again.members, models.member_configs(cfg2), each, strict=True):
+        np.testing.assert_allclose(posteriors_offline(m, c, x), alone, atol=1e-6)
+
+
+def _assert_stacked_is_the_ensemble(model, width: int) -> None:
+    """`StackedTCNs` gives the output and state of the members one by one, from any state."""
+    stacked = models.for_inference(model)
+    assert isinstance(stacked, models.StackedTCNs)
+    torch.manual_seed(5)
+    state = torch.randn(2, model.init_state(2).shape[1])
+    x = torch.randn(2, 9, width) * 3 + 1
+    with torch.inference_mode():
+        want, want_state = model(x, state)
+        got, got_state = stacked(x, state)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(got_state, want_state, atol=1e-6, rtol=1e-6)
+
+
 def _geo_mean(each: list[np.ndarray]) -> np.ndarray:
     g = np.exp(np.mean(np.log(each), 0))
     return g / g.sum(-1, keepdims=True)
@@ -110,16 +137,7 @@ def test_mixed_ensemble_is_the_mean_of_its_members(tmp_path):
     dirs = _members(tmp_path, 3, archs=("gru", "tcn"))
     model, config = models.ensemble(dirs)
     assert [m["arch"] for m in config["arch_params"]["members"]] == ["gru", "tcn", "gru"]
-    x = _speechy(20000)
-    each = [posteriors_offline(*models.load(d), x) for d in dirs]
-    np.testing.assert_allclose(posteriors_offline(model, config, x), np.mean(each, 0), atol=1e-5)
-    models.save(model, config, tmp_path / "ens")
-    again, cfg2 = models.load(tmp_path / "ens")
-    np.testing.assert_allclose(posteriors_offline(again, cfg2, x), np.mean(each, 0), atol=1e-5)
-    # its members, split apart again, are the models it was made of
-    for d, m, c in zip(dirs, again.members, models.member_configs(cfg2), strict=True):
-        alone = posteriors_offline(*models.load(d), x)
-        np.testing.assert_allclose(posteriors_offline(m, c, x), alone, atol=1e-6)
+    _assert_mean_of_members_after_save(tmp_path, model, config, dirs)
 
 
 @pytest.mark.parametrize("combine", ["mean", "geo"])
@@ -128,16 +146,7 @@ def test_stacked_tcns_are_the_ensemble_they_were_made_from(tmp_path, combine):
     same output and the same state as the members one by one, from any state."""
     dirs = _members(tmp_path, 3, archs=("tcn",))
     model, config = models.ensemble(dirs, combine)
-    stacked = models.for_inference(model)
-    assert isinstance(stacked, models.StackedTCNs)
-    torch.manual_seed(5)
-    state = torch.randn(2, model.init_state(2).shape[1])
-    x = torch.randn(2, 9, model.members[0].mean.shape[0]) * 3 + 1
-    with torch.inference_mode():
-        want, want_state = model(x, state)
-        got, got_state = stacked(x, state)
-    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(got_state, want_state, atol=1e-6, rtol=1e-6)
+    _assert_stacked_is_the_ensemble(model, model.members[0].mean.shape[0])
     sig = _speechy(20000)
     each = [posteriors_offline(*models.load(d), sig) for d in dirs]
     want = np.mean(each, 0) if combine == "mean" else _geo_mean(each)
@@ -155,23 +164,9 @@ def test_members_with_their_own_front_end(tmp_path, archs):
     assert described[1]["features"]["n_mels"] == 24 and config["features"]["n_mels"] == 40
     assert model.columns == [(0, 40), (40, 64), (0, 40)]
     assert isinstance(models.for_inference(model), models.StackedTCNs) == (archs == ("tcn",))
-    x = _speechy(20000)
-    each = [posteriors_offline(*models.load(d), x) for d in dirs]
-    np.testing.assert_allclose(posteriors_offline(model, config, x), np.mean(each, 0), atol=1e-5)
-    models.save(model, config, tmp_path / "ens")
-    again, cfg2 = models.load(tmp_path / "ens")
-    np.testing.assert_allclose(posteriors_offline(again, cfg2, x), np.mean(each, 0), atol=1e-5)
-    for m, c, alone in zip(again.members, models.member_configs(cfg2), each, strict=True):
-        np.testing.assert_allclose(posteriors_offline(m, c, x), alone, atol=1e-6)
-    if archs == ("tcn",):  # the stacked network from any state, against the members one by one
-        torch.manual_seed(5)
-        state = torch.randn(2, model.init_state(2).shape[1])
-        feats = torch.randn(2, 9, 64) * 3 + 1
-        with torch.inference_mode():
-            want, want_state = model(feats, state)
-            got, got_state = models.for_inference(model)(feats, state)
-        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(got_state, want_state, atol=1e-6, rtol=1e-6)
+    _assert_mean_of_members_after_save(tmp_path, model, config, dirs)
+    if archs == ("tcn",):
+        _assert_stacked_is_the_ensemble(model, 64)
 
 
 def test_only_equally_shaped_tcns_are_stacked(tmp_path):

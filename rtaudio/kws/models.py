@@ -224,11 +224,8 @@ class StackedTCNs(nn.Module):
         first = members[0]
         self.combine = combine
         self.stack, self.hidden, self.history, self.dilations = (
-            first.stack,
-            first.hidden,
-            first.history,
-            first.dilations,
-        )
+            first.stack, first.hidden, first.history, first.dilations,
+        )  # fmt: skip
         self.n = len(members)
 
         def arr(ts: list[torch.Tensor]) -> np.ndarray:
