@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="one extra output class per keyword for its near misses (experimental)")
     tr.add_argument("--paired-near", type=int, default=0, metavar="N",
                     help="the voices of N clips per keyword also say its near misses (experimental)")
+    tr.add_argument("--mels", type=int, default=None, metavar="N",
+                    help="log-mel bands (default 40; the shipped ensemble has members with 64)")
+    tr.add_argument("--fmax", type=float, default=None, metavar="HZ",
+                    help="top of the mel bands (default 7600; 8000 with --mels 64 in the shipped ensemble)")
     tr.set_defaults(func=cmd_train)
 
     en = sub.add_parser("ensemble", help="average trained keyword models into one, calibrated anew")

@@ -16,6 +16,7 @@ from torch import nn
 from rtaudio.errors import RtAudioError
 from rtaudio.kws import models
 from rtaudio.kws.data import IGNORE
+from rtaudio.kws.features import FeatureConfig
 from rtaudio.kws.stage import KeywordSpotter
 from rtaudio.kws.train import (
     PATIENCES,
@@ -53,7 +54,31 @@ def test_bad_options(tmp_path):
         cmd_train(_args(minutes=-1.0, out=str(tmp_path / "m")))
     with pytest.raises(RtAudioError, match="--paired-near"):
         cmd_train(_args(paired_near=-1, out=str(tmp_path / "m")))
+    with pytest.raises(RtAudioError, match="--mels must be 8 to 128, got 4"):
+        cmd_train(_args(mels=4, out=str(tmp_path / "m")))
+    with pytest.raises(RtAudioError, match="--fmax must be above 20 Hz and at most 8000 Hz, got 9000"):
+        cmd_train(_args(fmax=9000.0, out=str(tmp_path / "m")))
     assert not (tmp_path / "m").exists()
+
+
+def test_smoke_train_with_another_front_end(tmp_path):
+    """`--mels 64 --fmax 8000` (the shipped ensemble's 64-band members): the model reads 64 bands,
+    its config says so, and it joins an ensemble with a 40-band model."""
+    torch.set_num_threads(1)
+    kws = ["lights on", "lights off"]
+    wide, narrow = tmp_path / "wide", tmp_path / "narrow"
+    opts = {"seed": 1, "minutes": 0.05, "arch": "tcn", "corpus_scale": 0.02, "log": lambda m: None}
+    cfg = train(kws, wide, features=FeatureConfig(n_mels=64, fmax=8000.0), **opts)
+    assert cfg["features"]["n_mels"] == 64 and cfg["features"]["fmax"] == 8000.0
+    model, saved = models.load(wide)
+    assert model.mean.shape[0] == 64 and saved["features"] == cfg["features"]
+    train(kws, narrow, **opts)
+    net, _ = models.ensemble([wide, narrow])
+    assert [m.mean.shape[0] for m in net.members] == [64, 40]
+    stage = KeywordSpotter(model=str(wide))
+    stage.setup(AudioFormat(16000, 1, 4096))
+    x = np.random.default_rng(0).standard_normal((8000, 1)).astype(np.float32) * 0.1
+    assert stage.run(x) is x
 
 
 @pytest.mark.parametrize("arch", ["gru", "tcn", "cnn"])

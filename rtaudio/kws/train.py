@@ -540,6 +540,7 @@ def train(
     phone_aux: float = 0.0,
     phone_seq: bool = False,
     hidden: int = 128,
+    features: FeatureConfig | None = None,
     log=print,
 ) -> dict[str, Any]:
     """Train, calibrate and save a model for `keywords`; returns its config. `other_words` clips
@@ -549,7 +550,9 @@ def train(
     keyword would be); ignored by the decision layer. `paired_near`: the voices of the first that many
     clips of each keyword also say one of its near misses (`build_corpus`; experimental).
     `phone_aux`: weight of the bag-of-phones auxiliary loss, or with `phone_seq` of the CTC loss
-    over each word's ordered phones (`train_gru`; experimental). `hidden`: the GRU's width."""
+    over each word's ordered phones (`train_gru`; experimental). `hidden`: the GRU's width.
+    `features`: the front end (default `FeatureConfig()`: 40 mel bands to 7.6 kHz)."""
+    feats = features or FeatureConfig()
     if near_classes and arch not in models.STATEFUL_ARCHS:
         raise RtAudioError("--near-classes: GRU and TCN only (the CNN's sampling takes them for keywords)")
     if phone_aux > 0 and arch not in models.STATEFUL_ARCHS:
@@ -566,7 +569,7 @@ def train(
     if init_from is not None:  # checked before the corpus is synthesised
         start, start_cfg = models.load(init_from)
         want = {"arch": arch, "arch_params": arch_params, "keywords": list(keywords)}
-        want["features"] = FeatureConfig().to_dict()
+        want["features"] = feats.to_dict()
         want["label_before_end"] = label_before_end
         want["classes"] = class_names(keywords, near_classes)
         if any(start_cfg.get(k) != v for k, v in want.items()):
@@ -593,7 +596,6 @@ def train(
     if near_classes:
         corpus.label_near_misses()
     log(f"corpus ready in {time.monotonic() - t0:.0f} s: voices {corpus.voices}")
-    feats = FeatureConfig()
     durations = {
         k: float(np.median([len(c) for c in clips]) / feats.rate)
         for k, clips in zip(keywords, corpus.kw, strict=True)
@@ -744,9 +746,23 @@ def cmd_ensemble(args: argparse.Namespace) -> int:
     return 0
 
 
+def _front_end(mels: int | None, fmax: float | None) -> FeatureConfig:
+    """The log-mel front end of `--mels` / `--fmax` (None: FeatureConfig's default)."""
+    default = FeatureConfig()
+    mels = default.n_mels if mels is None else int(mels)
+    fmax = default.fmax if fmax is None else float(fmax)
+    if not 8 <= mels <= 128:
+        raise RtAudioError(f"--mels must be 8 to 128, got {mels}")
+    if not default.fmin < fmax <= default.rate / 2:
+        top = default.rate // 2
+        raise RtAudioError(f"--fmax must be above {default.fmin:g} Hz and at most {top} Hz, got {fmax:g}")
+    return FeatureConfig(n_mels=mels, fmax=fmax)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """CLI entry: args.keywords (str), args.out (dir), args.seed, args.minutes,
-    args.model ('tcn' by default |'gru'|'cnn'), args.near_classes, args.paired_near."""
+    args.model ('tcn' by default |'gru'|'cnn'), args.near_classes, args.paired_near, args.mels,
+    args.fmax (the log-mel front end; None: the defaults)."""
     torch.set_num_threads(max(1, int(getattr(args, "threads", 0) or torch.get_num_threads())))
     kw_text = getattr(args, "keywords", None)
     keywords = parse_keywords(kw_text if kw_text is not None else ",".join(DEFAULT_KEYWORDS))
@@ -766,8 +782,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     paired = int(getattr(args, "paired_near", 0) or 0)
     if paired < 0:
         raise RtAudioError(f"--paired-near must be 0 or more, got {paired}")
+    feats = _front_end(getattr(args, "mels", None), getattr(args, "fmax", None))
     config = train(
-        keywords, out, seed, minutes, arch, near_classes=near, paired_near=paired,
+        keywords, out, seed, minutes, arch, near_classes=near, paired_near=paired, features=feats,
         log=lambda m: print(m, file=sys.stderr),
     )
     print(json.dumps({"model": str(out), "keywords": keywords, "calibration": config["calibration"]}))
