@@ -4,7 +4,7 @@ The models map normalised feature frames to per-frame class logits (silence, unk
 - `GRUClassifier` carries its recurrent state from frame to frame (trained on long streams with the
   state carried across chunks, exactly as it runs live);
 - `TCNClassifier`, causal dilated convolutions that keep the last steps of each block as state;
-- `Ensemble` averages several of those (the shipped model: six TCNs), run live as one batched
+- `Ensemble` averages several of those (the shipped model: nine TCNs, two front ends), run live as one batched
   network by `StackedTCNs` when its members are equally shaped TCNs (`for_inference`);
 - `DSCNN`, a depthwise-separable CNN over a sliding window of the last `window` frames, evaluated
   every `stride` frames.
