@@ -22,7 +22,7 @@ class Streamer:
         self.model, self.config = for_inference(model), config  # a snapshot of the weights
         # an ensemble whose members have their own front ends reads all of them side by side
         sets = feature_layout(config)[0]
-        self.cfg = sets[0]  # rate, window and hop: the same for all
+        self.cfg = sets[0]  # rate, window and hop: the same for all; the config's own front end
         self.dim = sum(f.dim for f in sets)
         self.arch = config["arch"]
         self.stride = getattr(model, "stack", None) or int(config.get("stride", 1))
@@ -51,7 +51,9 @@ class Streamer:
         feats = parts[0] if len(parts) == 1 else np.concatenate(parts, 1)
         if self.norm is not None:
             feats = self.norm.push(feats)
-        self.last_feats = feats  # the model's input frames of this push (a verifier reads them)
+        # this push's frames of the config's own front end (the first columns; an ensemble's members
+        # may read more): what a verifier was trained on and reads
+        self.last_own_feats = feats[:, : self.cfg.dim]
         n = feats.shape[0]
         first = self.frame
         self.frame += n

@@ -120,7 +120,7 @@ class KeywordSpotter(Stage):
         mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
         frames, post = self.streamer.push(mono)
         if self.second_stage is not None:
-            self.history.push(self.streamer.last_feats)
+            self.history.push(self.streamer.last_own_feats)
         if frames.shape[0] == 0:
             return block
         stride = self.streamer.stride

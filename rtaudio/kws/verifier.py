@@ -191,7 +191,7 @@ def calibrate_cascade(
     for y, _ in streams:
         st = Streamer(gru, gru_config)
         post = st.push(y)[1]
-        feats = st.last_feats
+        feats = st.last_own_feats
         s = smoothed(post[:, 2 : 2 + n_kw], base.smooth)
         cand = np.flatnonzero(s.max(axis=1) >= MINE_GATE)
         cand = cand[cand + delay < len(post)]
