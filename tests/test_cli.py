@@ -101,6 +101,10 @@ def test_bad_inputs_give_one_clear_line_and_leave_nothing(tmp_path, noise_wav):
     bad_toml.write_text('[[stages]]\nkind = "gain"\ndb = \n')
     _bad(["process", str(bad_toml), str(src), str(out)], tmp_path, "bad.toml: TOML syntax error")
     _bad(["process", "gain", str(src), str(tmp_path / "nodir" / "o.wav")], tmp_path, "does not exist")
+    model = tmp_path / "model"
+    _bad(["train", "--mels", "4", "--out", str(model)], tmp_path, "--mels must be 8 to 128, got 4")
+    _bad(["train", "--fmax", "9000", "--out", str(model)], tmp_path, "--fmax must be above 20 Hz")
+    assert not model.exists()
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir() if "partial" in p.name or p.name == "out.wav"] == []
 
