@@ -15,6 +15,7 @@ one is `rtaudio/models/kws.pt` + `kws.json`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from pathlib import Path
@@ -240,15 +241,12 @@ class StackedTCNs(nn.Module):
         # columns gets one batched input product over those columns (widening every input layer to
         # all the columns with zeros cost 10 % more per step for the nine shipped TCNs: more weights
         # to read on every step)
-        self.inputs = []  # (members [i, j), columns [a, b), mean, std (Mg, 1, 1, b - a), weights)
-        i = 0
-        while i < self.n:
-            j = next((j for j in range(i, self.n) if cols[j] != cols[i]), self.n)
-            run = members[i:j]
-            mean, std = (arr([getattr(m, a) for m in run])[:, None, None] for a in ("mean", "std"))
-            inp_w = arr([m.inp[0].weight.t() for m in run])  # (Mg, stack * (b - a), hidden)
-            self.inputs.append((i, j, *cols[i], mean, std, inp_w))
-            i = j
+        # per run: columns a, b; mean, std (Mg, 1, 1, b - a); weights (Mg, stack * (b - a), hidden)
+        self.inputs = []
+        for (a, b), group in itertools.groupby(zip(cols, members, strict=True), key=lambda cm: cm[0]):
+            run = [m for _, m in group]
+            mean, std = (arr([getattr(m, k) for m in run])[:, None, None] for k in ("mean", "std"))
+            self.inputs.append((a, b, mean, std, arr([m.inp[0].weight.t() for m in run])))
         self.inp_b = arr([m.inp[0].bias[None] for m in members])
         self.out_w, self.out_b = weights([m.out for m in members])
         self.blocks = [
@@ -268,8 +266,8 @@ class StackedTCNs(nn.Module):
             state = self.init_state(b)
         frames = x.detach().numpy()[None]
         z = np.concatenate([
-            np.matmul(((frames[..., a:c] - mean) / std).reshape(j - i, b * n, (c - a) * k), w)
-            for i, j, a, c, mean, std, w in self.inputs
+            np.matmul(((frames[..., a:c] - mean) / std).reshape(len(w), b * n, (c - a) * k), w)
+            for a, c, mean, std, w in self.inputs
         ])  # fmt: skip
         z = np.maximum(z + self.inp_b, 0).reshape(m, b, n, h)
         past_all = state.detach().numpy().reshape(b, m, self.history, h).transpose(1, 0, 2, 3)
