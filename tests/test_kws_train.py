@@ -15,7 +15,7 @@ from torch import nn
 
 from rtaudio.errors import RtAudioError
 from rtaudio.kws import models
-from rtaudio.kws.data import IGNORE
+from rtaudio.kws.data import IGNORE, build_corpus
 from rtaudio.kws.features import FeatureConfig
 from rtaudio.kws.stage import KeywordSpotter
 from rtaudio.kws.train import (
@@ -23,9 +23,11 @@ from rtaudio.kws.train import (
     allocate_false_accepts,
     cmd_train,
     keyword_regions,
+    make_streams,
     max_pool_loss,
     phone_ctc_loss,
     phone_loss,
+    soft_target_loss,
     train,
 )
 from rtaudio.stage import AudioFormat
@@ -244,3 +246,83 @@ def test_fine_tuning_needs_a_model_of_the_same_keywords(tmp_path):
     with pytest.raises(RtAudioError, match="not a model of these keywords"):
         train(["lights on", "lights dim"], tmp_path / "c", init_from=tmp_path / "a", **small)
     assert not (tmp_path / "c").exists()
+
+
+def test_soft_target_loss_is_the_weighted_cross_entropy_of_one_hot_targets():
+    """One-hot teacher posteriors give the hard loss; an unlabelled step counts with weight 1."""
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 5, 4, generator=g)
+    tgt = torch.tensor([[0, 1, 2, 3, 2], [1, 1, 0, 3, 3]])
+    weight = torch.tensor([1.0, 1.0, 3.0, 3.0])
+    one_hot = nn.functional.one_hot(tgt, 4).float()
+    hard = nn.functional.cross_entropy(logits.reshape(-1, 4), tgt.reshape(-1), weight=weight)
+    assert torch.allclose(soft_target_loss(logits, one_hot, tgt, weight), hard)
+    unlabelled = tgt.clone()
+    unlabelled[0, 2] = IGNORE  # weight 3 -> 1
+    ce = -(one_hot * logits.log_softmax(-1)).sum(-1)
+    w = weight[tgt].clone()
+    w[0, 2] = 1.0
+    assert torch.allclose(soft_target_loss(logits, one_hot, unlabelled, weight), (ce * w).sum() / w.sum())
+
+
+def test_streams_with_extra_front_ends_are_those_front_ends_side_by_side():
+    """A teacher with two front ends reads the 40 bands and the 64 bands of the same augmented audio
+    (same warps, same running normalisation per column) as the student's 40 bands."""
+    corpus = build_corpus(["yes", "no"], seed=5, n_per_keyword=3, n_neg=4, n_sent=2)
+    narrow, wide = FeatureConfig(), FeatureConfig(n_mels=64, fmax=8000.0)
+
+    def streams(cfg, extra=()):
+        rng = np.random.default_rng(3)
+        return make_streams(corpus, rng, cfg, 2, 16.0, mean_norm_s=2.0, extra=extra)
+
+    both, labels = streams(narrow, (wide,))
+    only_narrow, labels_narrow = streams(narrow)
+    only_wide, _ = streams(wide)
+    assert both.shape[-1] == 104
+    np.testing.assert_array_equal(labels, labels_narrow)
+    np.testing.assert_allclose(both[..., :40], only_narrow, atol=1e-5)
+    np.testing.assert_allclose(both[..., 40:], only_wide, atol=1e-5)
+
+
+def test_smoke_train_with_a_teacher(tmp_path):
+    """`--teacher`: a student learns an ensemble's posteriors (one member with another front end);
+    the student is a plain model of its own front end."""
+    torch.set_num_threads(1)
+    kws = ["lights on", "lights off"]
+    opts = {"seed": 1, "minutes": 0.05, "arch": "tcn", "corpus_scale": 0.02, "log": lambda m: None}
+    train(kws, tmp_path / "narrow", **opts)
+    train(kws, tmp_path / "wide", features=FeatureConfig(n_mels=64, fmax=8000.0), **opts)
+    net, cfg = models.ensemble([tmp_path / "narrow", tmp_path / "wide"])
+    models.save(net, cfg, tmp_path / "teacher")
+    student = tmp_path / "student"
+    cfg = train(kws, student, teacher=tmp_path / "teacher", distill=0.7, **opts)
+    assert cfg["training"]["teacher"] == str(tmp_path / "teacher") and cfg["training"]["distill"] == 0.7
+    model, saved = models.load(student)
+    assert saved["arch"] == "tcn" and model.mean.shape[0] == 40
+    stage = KeywordSpotter(model=str(student))
+    stage.setup(AudioFormat(16000, 1, 4096))
+    x = np.random.default_rng(0).standard_normal((8000, 1)).astype(np.float32) * 0.1
+    assert stage.run(x) is x
+
+
+def test_a_teacher_must_fit_the_student(tmp_path):
+    torch.set_num_threads(1)
+    kws = ["lights on", "lights off"]
+    opts = {"seed": 1, "minutes": 0.05, "corpus_scale": 0.02, "log": lambda m: None}
+    train(kws, tmp_path / "t", arch="tcn", **opts)
+    out = tmp_path / "s"
+    bad = [
+        ({"keywords": ["lights on", "lights dim"]}, "other keywords"),
+        ({"features": FeatureConfig(n_mels=64, fmax=8000.0)}, "own front end is not the student's"),
+        ({"distill": 0.0}, "--distill must be above 0"),
+        ({"arch": "cnn"}, "GRU and TCN students only"),
+        ({"teacher": tmp_path / "missing"}, "--teacher: model file"),
+    ]
+    for change, msg in bad:
+        args = {"keywords": kws, "out_dir": out, "arch": "tcn", "teacher": tmp_path / "t", **opts, **change}
+        with pytest.raises(RtAudioError, match=msg):
+            train(**args)
+        assert not out.exists()
+    with pytest.raises(RtAudioError, match="--distill"):
+        cmd_train(_args(keywords=",".join(kws), out=str(out), teacher=str(tmp_path / "t"), distill=1.5))
+    assert not out.exists()

@@ -45,6 +45,7 @@ from .words import DEFAULT_KEYWORDS
 
 KEYWORD_WEIGHT = 3.0  # keyword frames are ~6% of all frames
 POOL_EPOCHS = 1  # epochs per freshly generated data pool
+TEACHER_POOL_EPOCHS = 2  # with a teacher: its posteriors of a pool cost ~3 epochs of training
 STACK = 3  # frames per model step: the GRU steps (and the CNN is evaluated) every 30 ms
 LR = 4e-3
 MEAN_NORM_S = 2.0  # running feature-mean normalisation time constant (s)
@@ -84,10 +85,12 @@ def make_streams(
     near_offset: int | None = None,
     phones: dict[str, int] | None = None,
     phone_seq: bool = False,
+    extra: tuple[FeatureConfig, ...] = (),
 ) -> tuple[np.ndarray, ...]:
     """(n_streams, frames, dim) features and (n_streams, frames) labels of augmented streams;
     with a phone inventory `phones` also (n_streams, frames, n_phones) `phone_targets`, or with
-    `phone_seq` (n_streams, frames, 1 + MAX_WORD_PHONES) `phone_segments`."""
+    `phone_seq` (n_streams, frames, 1 + MAX_WORD_PHONES) `phone_segments`. `extra`: front ends whose
+    features of the same audio follow `cfg`'s in the columns (a teacher's `feature_layout`)."""
     feats, labs, phs = [], [], []
     n_pieces = max(1, int(round(seconds / PIECE_S)))
     for _ in range(n_streams):
@@ -97,6 +100,8 @@ def make_streams(
             y = augment(y, spans, rng, corpus.sent)
             warp = float(rng.uniform(0.88, 1.12)) if vtlp and rng.random() < 0.7 else 1.0
             f = FeatureExtractor(cfg, warp).compute(y)
+            if extra:
+                f = np.concatenate([f] + [FeatureExtractor(e, warp).compute(y) for e in extra], 1)
             fs.append(f)
             ls.append(frame_labels(spans, len(f), cfg, before_end, near_offset))
             if phones is not None:
@@ -120,19 +125,35 @@ def make_streams(
 _POOL_MAKER: dict[str, Any] = {}
 
 
-def _init_pool_maker(corpus: Corpus, feats: FeatureConfig, stream_opts: dict[str, Any]) -> None:
-    """`stream_opts`: keyword arguments of `make_streams` (label start, share of abutting words)."""
+def _init_pool_maker(
+    corpus: Corpus, feats: FeatureConfig, stream_opts: dict[str, Any], teacher: Path | None = None
+) -> None:
+    """`stream_opts`: keyword arguments of `make_streams` (label start, share of abutting words).
+    `teacher`: a model whose posteriors on each pool are its third array (distillation)."""
     import os
 
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    _POOL_MAKER.update(corpus=corpus, feats=feats, stream_opts=stream_opts)
+    torch.set_num_threads(1)
+    _POOL_MAKER.update(corpus=corpus, feats=feats, stream_opts=stream_opts, teacher=None)
+    if teacher is not None:
+        model, config = models.load(teacher, where="--teacher")
+        sets, _ = models.feature_layout(config)
+        _POOL_MAKER.update(teacher=model, stream_opts=dict(stream_opts, extra=tuple(sets[1:])))
 
 
 def _make_pool(seed: int, key: int, n_streams: int, seconds: float) -> tuple[np.ndarray, ...]:
-    """One pool of training streams, in the data worker process (deterministic from seed and key)."""
+    """One pool of training streams, in the data worker process (deterministic from seed and key);
+    with a teacher: features, labels and the teacher's posteriors of each step."""
     rng = np.random.default_rng([seed, key])
-    c, f = _POOL_MAKER["corpus"], _POOL_MAKER["feats"]
-    return make_streams(c, rng, f, n_streams, seconds, mean_norm_s=MEAN_NORM_S, **_POOL_MAKER["stream_opts"])
+    c, f, teacher = _POOL_MAKER["corpus"], _POOL_MAKER["feats"], _POOL_MAKER["teacher"]
+    out = make_streams(c, rng, f, n_streams, seconds, mean_norm_s=MEAN_NORM_S, **_POOL_MAKER["stream_opts"])
+    if teacher is None:
+        return out
+    x, y = out
+    n = x.shape[1] // teacher.stack * teacher.stack
+    with torch.inference_mode():
+        logits, _ = teacher(torch.from_numpy(np.ascontiguousarray(x[:, :n])))
+    return np.ascontiguousarray(x[..., : f.dim]), y, logits.softmax(-1).numpy()
 
 
 def _lr(base: float, frac: float) -> float:
@@ -217,6 +238,16 @@ def phone_ctc_loss(logits: torch.Tensor, seg: torch.Tensor, stack: int) -> torch
     )
 
 
+def soft_target_loss(
+    logits: torch.Tensor, soft: torch.Tensor, tgt: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    """Cross-entropy against a teacher's posteriors `soft` (batch, steps, classes) on every step,
+    each step weighted as its label is in the hard loss (unlabelled steps: 1)."""
+    ce = -(soft * logits.log_softmax(-1)).sum(-1)
+    w = torch.where(tgt == IGNORE, torch.ones_like(ce), weight[tgt.clamp(min=0)])
+    return (ce * w).sum() / w.sum()
+
+
 def train_gru(
     model: models.GRUClassifier,
     data_fn,
@@ -229,6 +260,7 @@ def train_gru(
     phone_aux: float = 0.0,
     n_phones: int = 0,
     phone_seq: bool = False,
+    distill: float = 0.0,
 ) -> nn.Linear | None:
     """Truncated back-propagation through long streams: the state is carried from chunk to chunk
     (detached), as it is carried live. The target of a group of stacked frames is its last frame's.
@@ -236,7 +268,9 @@ def train_gru(
     training-only head on the GRU's output learns the bag of phones of each word at its end
     (`phone_targets`, third array of `data_fn`), weighted `phone_aux` in the loss; with `phone_seq`
     it learns each word's phones in order instead (`phone_segments`, `phone_ctc_loss`). Returns
-    that head (None without one)."""
+    that head (None without one). `distill` > 0: the third array of `data_fn` is a teacher's
+    posteriors of each step, and the loss is (1 - distill) * hard loss + distill *
+    `soft_target_loss` (knowledge distillation, Hinton et al. 2015, at temperature 1)."""
     k = model.stack
     chunk = max(k, chunk // k * k)
     head = nn.Linear(model.hidden, n_phones + phone_seq) if phone_aux > 0 else None
@@ -268,6 +302,9 @@ def train_gru(
                 step_loss = max_pool_loss(logits, tgt, weight, n_kw)
             else:
                 step_loss = lossf(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
+            if distill > 0:
+                soft = ph[0][:, a // k : (a + chunk) // k]
+                step_loss = (1 - distill) * step_loss + distill * soft_target_loss(logits, soft, tgt, weight)
             if head is not None:
                 ph_loss = (
                     phone_ctc_loss(head(h), ph[0][:, a : a + chunk], k)
@@ -541,6 +578,8 @@ def train(
     phone_seq: bool = False,
     hidden: int = 128,
     features: FeatureConfig | None = None,
+    teacher: Path | None = None,
+    distill: float = 0.5,
     log=print,
 ) -> dict[str, Any]:
     """Train, calibrate and save a model for `keywords`; returns its config. `other_words` clips
@@ -551,8 +590,13 @@ def train(
     clips of each keyword also say one of its near misses (`build_corpus`; experimental).
     `phone_aux`: weight of the bag-of-phones auxiliary loss, or with `phone_seq` of the CTC loss
     over each word's ordered phones (`train_gru`; experimental). `hidden`: the GRU's width.
-    `features`: the front end (default `FeatureConfig()`: 40 mel bands to 7.6 kHz)."""
+    `features`: the front end (default `FeatureConfig()`: 40 mel bands to 7.6 kHz). `teacher`: a
+    trained model (e.g. the shipped ensemble) whose posteriors the model also learns, weighted
+    `distill` (`train_gru`); its posteriors on a pool cost more than an epoch, so each pool then
+    serves `TEACHER_POOL_EPOCHS` epochs."""
     feats = features or FeatureConfig()
+    if teacher is not None:
+        _check_teacher(teacher, keywords, feats, arch, distill)
     if near_classes and arch not in models.STATEFUL_ARCHS:
         raise RtAudioError("--near-classes: GRU and TCN only (the CNN's sampling takes them for keywords)")
     if phone_aux > 0 and arch not in models.STATEFUL_ARCHS:
@@ -628,6 +672,8 @@ def train(
             "paired_near": paired_near,
             "phone_aux": phone_aux,
             "phone_seq": phone_seq,
+            "teacher": str(teacher) if teacher else None,
+            "distill": distill if teacher else 0.0,
         },
     }
     model = models.build(config)
@@ -653,12 +699,14 @@ def train(
                 "phones": phones,
                 "phone_seq": phone_seq,
             },
+            teacher,
         ),
     )
+    pool_epochs = TEACHER_POOL_EPOCHS if teacher else POOL_EPOCHS
     pending: dict[int, Future] = {}
 
     def data_fn(epoch: int) -> tuple[np.ndarray, ...]:
-        key = epoch // POOL_EPOCHS  # a fresh pool every POOL_EPOCHS epochs
+        key = epoch // pool_epochs  # a fresh pool every pool_epochs epochs
         if key not in cache:
             cache.clear()
             t = time.monotonic()
@@ -681,6 +729,7 @@ def train(
             head = train_gru(
                 model, data_fn, budget, log, loss=loss, lr=lr, n_kw=len(keywords),
                 phone_aux=phone_aux, n_phones=len(phones or {}), phone_seq=phone_seq,
+                distill=distill if teacher else 0.0,
             )  # fmt: skip
         else:
             train_cnn(model, data_fn, budget, log)
@@ -699,6 +748,24 @@ def train(
             (out_dir / f"{name}.tmp").replace(out_dir / name)
     log(f"model written to {out_dir} ({time.monotonic() - t0:.0f} s total)")
     return config
+
+
+def _check_teacher(
+    teacher: Path, keywords: list[str], feats: FeatureConfig, arch: str, distill: float
+) -> None:
+    """A teacher must be a model of the same keywords, classes and frame grouping whose own front
+    end is the student's (the student reads the first columns of the teacher's frames)."""
+    if arch not in models.STATEFUL_ARCHS:
+        raise RtAudioError("--teacher: GRU and TCN students only")
+    if not 0 < distill <= 1:
+        raise RtAudioError(f"--distill must be above 0 and at most 1, got {distill}")
+    _, cfg = models.load(teacher, where="--teacher")
+    if cfg["keywords"] != list(keywords) or cfg["classes"] != class_names(keywords):
+        raise RtAudioError(f"--teacher: {teacher} is a model of other keywords or classes")
+    if int(cfg.get("stride", 1)) != STACK or cfg.get("mean_norm_s") != MEAN_NORM_S:
+        raise RtAudioError(f"--teacher: {teacher} groups or normalises its frames differently")
+    if FeatureConfig.from_dict(cfg["features"]) != feats:
+        raise RtAudioError(f"--teacher: {teacher}'s own front end is not the student's")
 
 
 def recalibrate(
@@ -762,7 +829,8 @@ def _front_end(mels: int | None, fmax: float | None) -> FeatureConfig:
 def cmd_train(args: argparse.Namespace) -> int:
     """CLI entry: args.keywords (str), args.out (dir), args.seed, args.minutes,
     args.model ('tcn' by default |'gru'|'cnn'), args.near_classes, args.paired_near, args.mels,
-    args.fmax (the log-mel front end; None: the defaults)."""
+    args.fmax (the log-mel front end; None: the defaults), args.teacher (a model dir or 'default'),
+    args.distill."""
     torch.set_num_threads(max(1, int(getattr(args, "threads", 0) or torch.get_num_threads())))
     kw_text = getattr(args, "keywords", None)
     keywords = parse_keywords(kw_text if kw_text is not None else ",".join(DEFAULT_KEYWORDS))
@@ -783,8 +851,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     if paired < 0:
         raise RtAudioError(f"--paired-near must be 0 or more, got {paired}")
     feats = _front_end(getattr(args, "mels", None), getattr(args, "fmax", None))
+    teacher = getattr(args, "teacher", None)
+    if teacher == "default":
+        teacher = models.DEFAULT_MODEL
     config = train(
         keywords, out, seed, minutes, arch, near_classes=near, paired_near=paired, features=feats,
+        teacher=Path(teacher) if teacher else None, distill=float(getattr(args, "distill", 0.5)),
         log=lambda m: print(m, file=sys.stderr),
     )
     print(json.dumps({"model": str(out), "keywords": keywords, "calibration": config["calibration"]}))
