@@ -317,6 +317,7 @@ def test_a_teacher_must_fit_the_student(tmp_path):
         ({"distill": 0.0}, "--distill must be above 0"),
         ({"arch": "cnn"}, "GRU and TCN students only"),
         ({"teacher": tmp_path / "missing"}, "--teacher: model file"),
+        ({"phone_aux": 0.5}, "not with the phones' auxiliary loss"),
     ]
     for change, msg in bad:
         args = {"keywords": kws, "out_dir": out, "arch": "tcn", "teacher": tmp_path / "t", **opts, **change}

@@ -284,7 +284,7 @@ def train_gru(
     weight = torch.tensor([1.0, 1.0] + [KEYWORD_WEIGHT] * n_kw + [1.0] * (n_cls - 2 - n_kw))
     lossf = nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE)
     while time.monotonic() - t0 < budget_s:
-        x, y, *ph = (torch.from_numpy(a) for a in data_fn(epoch))
+        x, y, *extra = (torch.from_numpy(a) for a in data_fn(epoch))  # phones or teacher
         state = model.init_state(x.shape[0])
         losses, ph_losses, correct, count = [], [], 0, 0
         model.train()
@@ -303,13 +303,13 @@ def train_gru(
             else:
                 step_loss = lossf(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1))
             if distill > 0:
-                soft = ph[0][:, a // k : (a + chunk) // k]
+                soft = extra[0][:, a // k : (a + chunk) // k]
                 step_loss = (1 - distill) * step_loss + distill * soft_target_loss(logits, soft, tgt, weight)
             if head is not None:
                 ph_loss = (
-                    phone_ctc_loss(head(h), ph[0][:, a : a + chunk], k)
+                    phone_ctc_loss(head(h), extra[0][:, a : a + chunk], k)
                     if phone_seq
-                    else phone_loss(head(h), ph[0][:, a + k - 1 : a + chunk : k])
+                    else phone_loss(head(h), extra[0][:, a + k - 1 : a + chunk : k])
                 )
                 step_loss = step_loss + phone_aux * ph_loss
                 ph_losses.append(ph_loss.item())
@@ -596,6 +596,8 @@ def train(
     serves `TEACHER_POOL_EPOCHS` epochs."""
     feats = features or FeatureConfig()
     if teacher is not None:
+        if phone_aux > 0:
+            raise RtAudioError("--teacher: not with the phones' auxiliary loss")
         _check_teacher(teacher, keywords, feats, arch, distill)
     if near_classes and arch not in models.STATEFUL_ARCHS:
         raise RtAudioError("--near-classes: GRU and TCN only (the CNN's sampling takes them for keywords)")
