@@ -318,6 +318,7 @@ def test_a_teacher_must_fit_the_student(tmp_path):
         ({"arch": "cnn"}, "GRU and TCN students only"),
         ({"teacher": tmp_path / "missing"}, "--teacher: model file"),
         ({"phone_aux": 0.5}, "not with the phones' auxiliary loss"),
+        ({"near_classes": True}, "other keywords or classes"),  # the teacher has no near-miss classes
     ]
     for change, msg in bad:
         args = {"keywords": kws, "out_dir": out, "arch": "tcn", "teacher": tmp_path / "t", **opts, **change}

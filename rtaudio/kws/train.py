@@ -598,7 +598,7 @@ def train(
     if teacher is not None:
         if phone_aux > 0:
             raise RtAudioError("--teacher: not with the phones' auxiliary loss")
-        _check_teacher(teacher, keywords, feats, arch, distill)
+        _check_teacher(teacher, class_names(keywords, near_classes), feats, arch, distill)
     if near_classes and arch not in models.STATEFUL_ARCHS:
         raise RtAudioError("--near-classes: GRU and TCN only (the CNN's sampling takes them for keywords)")
     if phone_aux > 0 and arch not in models.STATEFUL_ARCHS:
@@ -753,16 +753,17 @@ def train(
 
 
 def _check_teacher(
-    teacher: Path, keywords: list[str], feats: FeatureConfig, arch: str, distill: float
+    teacher: Path, classes: list[str], feats: FeatureConfig, arch: str, distill: float
 ) -> None:
-    """A teacher must be a model of the same keywords, classes and frame grouping whose own front
-    end is the student's (the student reads the first columns of the teacher's frames)."""
+    """A teacher must be a model of the student's classes (keywords, near-miss classes) and frame
+    grouping whose own front end is the student's (the student reads the first columns of the
+    teacher's frames)."""
     if arch not in models.STATEFUL_ARCHS:
         raise RtAudioError("--teacher: GRU and TCN students only")
     if not 0 < distill <= 1:
         raise RtAudioError(f"--distill must be above 0 and at most 1, got {distill}")
     _, cfg = models.load(teacher, where="--teacher")
-    if cfg["keywords"] != list(keywords) or cfg["classes"] != class_names(keywords):
+    if cfg["classes"] != classes:
         raise RtAudioError(f"--teacher: {teacher} is a model of other keywords or classes")
     if int(cfg.get("stride", 1)) != STACK or cfg.get("mean_norm_s") != MEAN_NORM_S:
         raise RtAudioError(f"--teacher: {teacher} groups or normalises its frames differently")
