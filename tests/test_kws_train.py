@@ -43,6 +43,14 @@ def _args(**kw) -> argparse.Namespace:
     return argparse.Namespace(**{**base, **kw})
 
 
+def _runs_in_the_stage(model_dir) -> None:
+    """The model loads in the `kws` stage, which passes the audio through untouched."""
+    stage = KeywordSpotter(model=str(model_dir))
+    stage.setup(AudioFormat(16000, 1, 4096))
+    x = np.random.default_rng(0).standard_normal((8000, 1)).astype(np.float32) * 0.1
+    assert stage.run(x) is x
+
+
 @pytest.mark.parametrize(("text", "msg"), [("", "empty"), (" , ", "empty"), ("lights on,42", "cannot say")])
 def test_bad_keyword_lists_fail_before_writing(tmp_path, text, msg):
     out = tmp_path / "m"
@@ -77,10 +85,7 @@ def test_smoke_train_with_another_front_end(tmp_path):
     train(kws, narrow, **opts)
     net, _ = models.ensemble([wide, narrow])
     assert [m.mean.shape[0] for m in net.members] == [64, 40]
-    stage = KeywordSpotter(model=str(wide))
-    stage.setup(AudioFormat(16000, 1, 4096))
-    x = np.random.default_rng(0).standard_normal((8000, 1)).astype(np.float32) * 0.1
-    assert stage.run(x) is x
+    _runs_in_the_stage(wide)
 
 
 @pytest.mark.parametrize("arch", ["gru", "tcn", "cnn"])
@@ -104,10 +109,7 @@ def test_smoke_train_two_keywords(tmp_path, arch):
     assert all(p in PATIENCES for p in saved["decision"]["patience"])
     assert not list(out.glob("*.tmp"))
     model, _ = models.load(out)
-    stage = KeywordSpotter(model=str(out))
-    stage.setup(AudioFormat(16000, 1, 4096))
-    x = np.random.default_rng(0).standard_normal((8000, 1)).astype(np.float32) * 0.1
-    assert stage.run(x) is x
+    _runs_in_the_stage(out)
     assert model.training is False
 
 
@@ -122,10 +124,7 @@ def test_smoke_train_with_near_miss_classes(tmp_path):
     assert cfg["training"]["near_classes"] is True and len(cfg["decision"]["thresholds"]) == 2
     model, _ = models.load(out)
     assert model.out.out_features == 6
-    stage = KeywordSpotter(model=str(out))
-    stage.setup(AudioFormat(16000, 1, 4096))
-    x = np.random.default_rng(0).standard_normal((8000, 1)).astype(np.float32) * 0.1
-    assert stage.run(x) is x
+    _runs_in_the_stage(out)
 
 
 def test_smoke_train_with_the_phone_auxiliary_loss(tmp_path):
@@ -299,10 +298,7 @@ def test_smoke_train_with_a_teacher(tmp_path):
     assert cfg["training"]["teacher"] == str(tmp_path / "teacher") and cfg["training"]["distill"] == 0.7
     model, saved = models.load(student)
     assert saved["arch"] == "tcn" and model.mean.shape[0] == 40
-    stage = KeywordSpotter(model=str(student))
-    stage.setup(AudioFormat(16000, 1, 4096))
-    x = np.random.default_rng(0).standard_normal((8000, 1)).astype(np.float32) * 0.1
-    assert stage.run(x) is x
+    _runs_in_the_stage(student)
 
 
 def test_a_teacher_must_fit_the_student(tmp_path):

@@ -599,6 +599,7 @@ def train(
         if phone_aux > 0:
             raise RtAudioError("--teacher: not with the phones' auxiliary loss")
         _check_teacher(teacher, class_names(keywords, near_classes), feats, arch, distill)
+    distill = distill if teacher is not None else 0.0  # as recorded in the config and trained
     if near_classes and arch not in models.STATEFUL_ARCHS:
         raise RtAudioError("--near-classes: GRU and TCN only (the CNN's sampling takes them for keywords)")
     if phone_aux > 0 and arch not in models.STATEFUL_ARCHS:
@@ -675,7 +676,7 @@ def train(
             "phone_aux": phone_aux,
             "phone_seq": phone_seq,
             "teacher": str(teacher) if teacher else None,
-            "distill": distill if teacher else 0.0,
+            "distill": distill,
         },
     }
     model = models.build(config)
@@ -731,7 +732,7 @@ def train(
             head = train_gru(
                 model, data_fn, budget, log, loss=loss, lr=lr, n_kw=len(keywords),
                 phone_aux=phone_aux, n_phones=len(phones or {}), phone_seq=phone_seq,
-                distill=distill if teacher else 0.0,
+                distill=distill,
             )  # fmt: skip
         else:
             train_cnn(model, data_fn, budget, log)
