@@ -102,10 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     lt.set_defaults(func=cmd_latency_test)
 
     tr = sub.add_parser("train", help="train a keyword detector for words you type (TTS data)")
-    tr.add_argument("--keywords", default="yes,no,up,down,left,right,on,off,stop,go",
-                    help="comma-separated keywords or phrases")
+    tr.add_argument("--keywords", default=None,
+                    help="comma-separated keywords or phrases (default: the ten Speech Commands words)")
     tr.add_argument("--out", default=None, help="model directory to write")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--seed", type=int, default=None,
+                    help="corpus seed (default 0; with --init-from, the model's)")
+    tr.add_argument("--init-from", default=None, metavar="MODEL",
+                    help="continue training this GRU or TCN model (its keywords, architecture and front end) "
+                         "at a fine-tuning learning rate")
     tr.add_argument("--minutes", type=float, default=None, help="training time budget")
     tr.add_argument("--model", choices=("gru", "tcn", "cnn"), default=None,
                     help="tcn (default: causal dilated convolutions), gru or cnn (DS-CNN on windows)")

@@ -324,3 +324,49 @@ def test_a_teacher_must_fit_the_student(tmp_path):
     with pytest.raises(RtAudioError, match="--distill"):
         cmd_train(_args(keywords=",".join(kws), out=str(out), teacher=str(tmp_path / "t"), distill=1.5))
     assert not out.exists()
+
+
+def _bare_args(**kw) -> argparse.Namespace:
+    """What `rtaudio train` passes when only `kw` are given on the command line."""
+    base = {"keywords": None, "out": None, "seed": None, "minutes": None, "model": None, "mels": None,
+            "fmax": None, "near_classes": False, "paired_near": 0, "teacher": None, "init_from": None}
+    return argparse.Namespace(**{**base, **kw})
+
+
+def test_init_from_continues_a_model_with_its_own_settings(tmp_path):
+    torch.set_num_threads(1)
+    kws = ["lights on", "lights off"]
+    train(kws, tmp_path / "a", seed=3, minutes=0.05, arch="tcn", corpus_scale=0.02, log=lambda m: None)
+    out = tmp_path / "b"
+    args = _bare_args(init_from=str(tmp_path / "a"), out=str(out), minutes=0.05, corpus_scale=0.02)
+    assert cmd_train(args) == 0
+    cfg = json.loads((out / "model.json").read_text())
+    a = json.loads((tmp_path / "a" / "model.json").read_text())
+    assert cfg["keywords"] == kws and cfg["arch"] == "tcn" and cfg["features"] == a["features"]
+    assert cfg["training"]["seed"] == 3  # the model's corpus seed, as none was given
+    assert cfg["training"]["init_from"] == str(tmp_path / "a") and cfg["training"]["lr"] < a["training"]["lr"]
+    _runs_in_the_stage(out)
+
+
+@pytest.mark.parametrize(
+    ("given", "flag"),
+    [({"keywords": "lights on,lights dim"}, "--keywords"), ({"model": "gru"}, "--model"),
+     ({"mels": 64}, "--mels"), ({"near_classes": True}, "--near-classes")],
+)
+def test_init_from_rejects_options_that_contradict_the_model(tmp_path, given, flag):
+    torch.set_num_threads(1)
+    train(["lights on", "lights off"], tmp_path / "a", seed=1, minutes=0.05, arch="tcn", corpus_scale=0.02,
+          log=lambda m: None)
+    out = tmp_path / "b"
+    with pytest.raises(RtAudioError, match=f"^{flag}: .* was trained with"):
+        cmd_train(_bare_args(init_from=str(tmp_path / "a"), out=str(out), **given))
+    assert not out.exists()
+
+
+def test_init_from_needs_a_single_readable_model(tmp_path):
+    out = tmp_path / "b"
+    with pytest.raises(RtAudioError, match="only one GRU or TCN"):
+        cmd_train(_bare_args(init_from=str(models.DEFAULT_MODEL), out=str(out)))
+    with pytest.raises(RtAudioError, match="^--init-from: model file .* not found"):
+        cmd_train(_bare_args(init_from=str(tmp_path / "none"), out=str(out)))
+    assert not out.exists()

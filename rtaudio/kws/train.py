@@ -48,6 +48,9 @@ POOL_EPOCHS = 1  # epochs per freshly generated data pool
 TEACHER_POOL_EPOCHS = 2  # with a teacher: its posteriors of a pool cost ~3 epochs of training
 STACK = 3  # frames per model step: the GRU steps (and the CNN is evaluated) every 30 ms
 LR = 4e-3
+# continuing a trained model (`--init-from`): 12 minutes at this rate from each member's own weights
+# and corpus seed raised every one of the shipped nine's own figures (docs/kws-experiments.md, stop 37)
+FINE_TUNE_LR = 1e-3
 MEAN_NORM_S = 2.0  # running feature-mean normalisation time constant (s)
 PATIENCES = (1, 2, 3, 4, 5)  # frames of 30 ms: the patience calibration chooses from, per keyword
 PIECE_S = 8.0  # a training stream is made of independently augmented pieces of this length
@@ -671,6 +674,7 @@ def train(
             "other_words": other_words,
             "loss": loss,
             "init_from": str(init_from) if init_from else None,
+            "lr": lr,
             "near_classes": near_classes,
             "paired_near": paired_near,
             "phone_aux": phone_aux,
@@ -830,12 +834,45 @@ def _front_end(mels: int | None, fmax: float | None) -> FeatureConfig:
     return FeatureConfig(n_mels=mels, fmax=fmax)
 
 
+def _take_settings_of(model_dir: Path, args: argparse.Namespace) -> None:
+    """`--init-from`: fill `args` with the keywords, architecture, front end, near-miss classes and
+    (unless given) corpus seed of the model to continue, so that training goes on where it stopped;
+    an option given that contradicts the model is an error."""
+    _, cfg = models.load(model_dir, where="--init-from")
+    if cfg["arch"] not in models.MEMBER_ARCHS or cfg.get("arch_params", {}).get("members", 1) != 1:
+        kind = cfg["arch"]
+        raise RtAudioError(f"--init-from: {model_dir} is of arch {kind!r}; only one GRU or TCN continues")
+    feats = FeatureConfig.from_dict(cfg["features"])
+    theirs = {
+        "keywords": parse_keywords(",".join(cfg["keywords"])),
+        "model": cfg["arch"],
+        "mels": feats.n_mels,
+        "fmax": feats.fmax,
+        "near_classes": any(c.startswith("near:") for c in cfg["classes"]),
+    }
+    for key, value in theirs.items():
+        given = getattr(args, key, None)
+        if key == "keywords" and given is not None:
+            given = parse_keywords(given)
+        if given not in (None, False) and given != value:
+            flag = "--" + key.replace("_", "-")
+            raise RtAudioError(f"{flag}: {model_dir} was trained with {value!r}, not {given!r}")
+    args.keywords = ",".join(theirs["keywords"])
+    args.model, args.mels, args.fmax = theirs["model"], theirs["mels"], theirs["fmax"]
+    args.near_classes = theirs["near_classes"]
+    if getattr(args, "seed", None) is None:  # the same corpus draws as its first training
+        args.seed = int(cfg.get("training", {}).get("seed", 0))
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """CLI entry: args.keywords (str), args.out (dir), args.seed, args.minutes,
     args.model ('tcn' by default |'gru'|'cnn'), args.near_classes, args.paired_near, args.mels,
     args.fmax (the log-mel front end; None: the defaults), args.teacher (a model dir or 'default'),
     args.distill."""
     torch.set_num_threads(max(1, int(getattr(args, "threads", 0) or torch.get_num_threads())))
+    init_from = getattr(args, "init_from", None)
+    if init_from:
+        _take_settings_of(Path(init_from), args)
     kw_text = getattr(args, "keywords", None)
     keywords = parse_keywords(kw_text if kw_text is not None else ",".join(DEFAULT_KEYWORDS))
     out = Path(
@@ -861,6 +898,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     config = train(
         keywords, out, seed, minutes, arch, near_classes=near, paired_near=paired, features=feats,
         teacher=Path(teacher) if teacher else None, distill=float(getattr(args, "distill", 0.5)),
+        init_from=Path(init_from) if init_from else None, lr=FINE_TUNE_LR if init_from else LR,
+        corpus_scale=float(getattr(args, "corpus_scale", 1.0)),  # not on the command line: tests' small runs
         log=lambda m: print(m, file=sys.stderr),
     )
     print(json.dumps({"model": str(out), "keywords": keywords, "calibration": config["calibration"]}))
