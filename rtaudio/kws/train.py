@@ -868,7 +868,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     """CLI entry: args.keywords (str), args.out (dir), args.seed, args.minutes,
     args.model ('tcn' by default |'gru'|'cnn'), args.near_classes, args.paired_near, args.mels,
     args.fmax (the log-mel front end; None: the defaults), args.teacher (a model dir or 'default'),
-    args.distill."""
+    args.distill, args.init_from (a model to continue: `_take_settings_of`)."""
     torch.set_num_threads(max(1, int(getattr(args, "threads", 0) or torch.get_num_threads())))
     init_from = getattr(args, "init_from", None)
     if init_from:
