@@ -43,6 +43,11 @@ def _args(**kw) -> argparse.Namespace:
     return argparse.Namespace(**{**base, **kw})
 
 
+def _bare_args(**kw) -> argparse.Namespace:
+    """What `rtaudio train` passes when only `kw` are given (no keywords, no seed)."""
+    return _args(**{"keywords": None, "seed": None, **kw})
+
+
 def _runs_in_the_stage(model_dir) -> None:
     """The model loads in the `kws` stage, which passes the audio through untouched."""
     stage = KeywordSpotter(model=str(model_dir))
@@ -324,13 +329,6 @@ def test_a_teacher_must_fit_the_student(tmp_path):
     with pytest.raises(RtAudioError, match="--distill"):
         cmd_train(_args(keywords=",".join(kws), out=str(out), teacher=str(tmp_path / "t"), distill=1.5))
     assert not out.exists()
-
-
-def _bare_args(**kw) -> argparse.Namespace:
-    """What `rtaudio train` passes when only `kw` are given on the command line."""
-    base = {"keywords": None, "out": None, "seed": None, "minutes": None, "model": None, "mels": None,
-            "fmax": None, "near_classes": False, "paired_near": 0, "teacher": None, "init_from": None}
-    return argparse.Namespace(**{**base, **kw})
 
 
 def test_init_from_continues_a_model_with_its_own_settings(tmp_path):

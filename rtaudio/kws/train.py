@@ -834,10 +834,11 @@ def _front_end(mels: int | None, fmax: float | None) -> FeatureConfig:
     return FeatureConfig(n_mels=mels, fmax=fmax)
 
 
-def _take_settings_of(model_dir: Path, args: argparse.Namespace) -> None:
-    """`--init-from`: fill `args` with the keywords, architecture, front end, near-miss classes and
-    (unless given) corpus seed of the model to continue, so that training goes on where it stopped;
-    an option given that contradicts the model is an error."""
+def _take_settings_of(model_dir: Path, args: argparse.Namespace) -> FeatureConfig:
+    """`--init-from`: fill `args` with the keywords, architecture, near-miss classes and (unless
+    given) corpus seed of the model to continue, so that training goes on where it stopped, and
+    return its front end as it is (every field, not only what `--mels`/`--fmax` set); an option
+    given that contradicts the model is an error."""
     _, cfg = models.load(model_dir, where="--init-from")
     if cfg["arch"] not in models.MEMBER_ARCHS or cfg.get("arch_params", {}).get("members", 1) != 1:
         kind = cfg["arch"]
@@ -858,10 +859,10 @@ def _take_settings_of(model_dir: Path, args: argparse.Namespace) -> None:
             flag = "--" + key.replace("_", "-")
             raise RtAudioError(f"{flag}: {model_dir} was trained with {value!r}, not {given!r}")
     args.keywords = ",".join(theirs["keywords"])
-    args.model, args.mels, args.fmax = theirs["model"], theirs["mels"], theirs["fmax"]
-    args.near_classes = theirs["near_classes"]
+    args.model, args.near_classes = theirs["model"], theirs["near_classes"]
     if getattr(args, "seed", None) is None:  # the same corpus draws as its first training
         args.seed = int(cfg.get("training", {}).get("seed", 0))
+    return feats
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -871,8 +872,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     args.distill, args.init_from (a model to continue: `_take_settings_of`)."""
     torch.set_num_threads(max(1, int(getattr(args, "threads", 0) or torch.get_num_threads())))
     init_from = getattr(args, "init_from", None)
-    if init_from:
-        _take_settings_of(Path(init_from), args)
+    feats = _take_settings_of(Path(init_from), args) if init_from else None
     kw_text = getattr(args, "keywords", None)
     keywords = parse_keywords(kw_text if kw_text is not None else ",".join(DEFAULT_KEYWORDS))
     out = Path(
@@ -891,7 +891,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     paired = int(getattr(args, "paired_near", 0) or 0)
     if paired < 0:
         raise RtAudioError(f"--paired-near must be 0 or more, got {paired}")
-    feats = _front_end(getattr(args, "mels", None), getattr(args, "fmax", None))
+    feats = feats or _front_end(getattr(args, "mels", None), getattr(args, "fmax", None))
     teacher = getattr(args, "teacher", None)
     if teacher == "default":
         teacher = models.DEFAULT_MODEL
