@@ -122,21 +122,27 @@ def training_streams(corpus, seed: int, seconds: float, clean_fraction: float, c
 
 
 def split_corpus(corpus, holdout: float, seed: int):
-    """(train, held-out) corpora: every list is split, so calibration never sees training clips."""
+    """(train, held-out) corpora: every list is split, so calibration never sees training clips; the
+    per-clip lists of the other words (the word said, its near-miss labels) go with their clips."""
     from dataclasses import replace
 
     rng = np.random.default_rng(seed)
 
-    def cut(items):
-        idx = rng.permutation(len(items))
-        k = max(1, int(round(len(items) * holdout)))
-        return [items[i] for i in idx[k:]], [items[i] for i in idx[:k]]
+    def cut(n: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = rng.permutation(n)
+        k = max(1, int(round(n * holdout)))
+        return idx[k:], idx[:k]
 
-    kw = [cut(c) for c in corpus.kw]
-    neg, sent = cut(corpus.neg), cut(corpus.sent)
-    train = replace(corpus, kw=[a for a, _ in kw], neg=neg[0], sent=sent[0])
-    held = replace(corpus, kw=[b for _, b in kw], neg=neg[1], sent=sent[1])
-    return train, held
+    kw = [cut(len(c)) for c in corpus.kw]
+    neg, sent = cut(len(corpus.neg)), cut(len(corpus.sent))
+    per_neg = ("neg", "neg_words", "neg_near_words", "neg_near")
+
+    def part(j: int):
+        lists = {k: [getattr(corpus, k)[i] for i in neg[j]] for k in per_neg if getattr(corpus, k)}
+        kws = [[c[i] for i in p[j]] for c, p in zip(corpus.kw, kw, strict=True)]
+        return replace(corpus, kw=kws, sent=[corpus.sent[i] for i in sent[j]], **lists)
+
+    return part(0), part(1)
 
 
 def calibrate(traces: np.ndarray, hours: float, target_fa_per_hour: float, refractory: int) -> float:
