@@ -21,6 +21,7 @@ from rtaudio.kws.stage import KeywordSpotter
 from rtaudio.kws.train import (
     PATIENCES,
     allocate_false_accepts,
+    calibration_corpus,
     cmd_train,
     keyword_regions,
     make_streams,
@@ -267,6 +268,21 @@ def test_soft_target_loss_is_the_weighted_cross_entropy_of_one_hot_targets():
     w = weight[tgt].clone()
     w[0, 2] = 1.0
     assert torch.allclose(soft_target_loss(logits, one_hot, unlabelled, weight), (ce * w).sum() / w.sum())
+
+
+def test_calibration_corpus_is_dense_in_near_misses_and_apart_from_training():
+    """The thresholds are calibrated where a user's false accepts come from: most of the held-out
+    corpus's other words are near misses (the training corpus: under half), and it is drawn from its
+    own seed (seed + 10 000), never the training corpus's words."""
+    held = calibration_corpus(["stop", "down"], seed=5, scale=0.05, log=lambda m: None)
+    train_corpus = build_corpus(["stop", "down"], seed=5, n_per_keyword=2, n_neg=30, n_sent=2)
+    assert len(held.neg) >= 25
+    near = sum(bool(w) for w in held.neg_near_words) / len(held.neg_near_words)
+    near_train = sum(bool(w) for w in train_corpus.neg_near_words) / len(train_corpus.neg_near_words)
+    assert near >= 0.75 > near_train
+    assert held.neg_words != train_corpus.neg_words[: len(held.neg_words)]
+    again = calibration_corpus(["stop", "down"], seed=5, scale=0.05, log=lambda m: None)
+    assert again.neg_words == held.neg_words
 
 
 def test_streams_with_extra_front_ends_are_those_front_ends_side_by_side():

@@ -54,6 +54,9 @@ FINE_TUNE_LR = 1e-3
 MEAN_NORM_S = 2.0  # running feature-mean normalisation time constant (s)
 PATIENCES = (1, 2, 3, 4, 5)  # frames of 30 ms: the patience calibration chooses from, per keyword
 PIECE_S = 8.0  # a training stream is made of independently augmented pieces of this length
+# the calibration corpus's other words and their near-miss share (the training corpus: 0.45)
+CALIBRATION_OTHER_WORDS = 600
+CALIBRATION_P_NEAR = 0.9
 
 
 class Bar:
@@ -499,6 +502,21 @@ def calibrate(
     return {"decision": dec_cfg.to_dict(), "calibration": report}
 
 
+def calibration_corpus(keywords: list[str], seed: int, scale: float = 1.0, log=print) -> Corpus:
+    """The held-out corpus the thresholds are calibrated on (training voices, seed + 10 000): dense
+    in near misses ("stopped", "downtown"), because they are where a user's false accepts come
+    from; a calibration set with few of them chose settings that fired on them."""
+    return build_corpus(
+        keywords,
+        seed + 10_000,
+        max(3, int(40 * scale)),
+        max(10, int(CALIBRATION_OTHER_WORDS * scale)),
+        max(5, int(100 * scale)),
+        progress=log,
+        p_near=CALIBRATION_P_NEAR,
+    )
+
+
 def held_out_streams(
     corpus: Corpus, rng: np.random.Generator, minutes_pos: float, minutes_neg: float
 ) -> list[tuple[np.ndarray, list[Span]]]:
@@ -635,14 +653,7 @@ def train(
         p_near=p_near,
         paired_near=paired_near,
     )
-    held = build_corpus(
-        keywords,
-        seed + 10_000,
-        max(3, int(40 * corpus_scale)),
-        max(10, int(300 * corpus_scale)),
-        max(5, int(100 * corpus_scale)),
-        progress=log,
-    )
+    held = calibration_corpus(keywords, seed, corpus_scale, log)
     if near_classes:
         corpus.label_near_misses()
     log(f"corpus ready in {time.monotonic() - t0:.0f} s: voices {corpus.voices}")
@@ -803,8 +814,7 @@ def _calibrate_and_save(
     model: nn.Module, config: dict[str, Any], out_dir: Path, seed: int, target_fa_per_hour: float,
     minutes_pos: float, minutes_neg: float, log=print, scale: float = 1.0,
 ) -> dict[str, Any]:  # fmt: skip
-    sizes = (max(3, int(40 * scale)), max(10, int(300 * scale)), max(5, int(100 * scale)))
-    held = build_corpus(config["keywords"], seed + 10_000, *sizes, progress=log)
+    held = calibration_corpus(config["keywords"], seed, scale, log)
     rng = np.random.default_rng(seed + 1)
     config.update(calibrate(model, config, held, rng, target_fa_per_hour, minutes_pos, minutes_neg, log=log))
     models.save(model, config, out_dir)
