@@ -29,6 +29,9 @@ SILENCE, UNKNOWN = 0, 1  # class indices; keyword k is class k + 2
 IGNORE = -100  # frames inside a keyword before its end: no loss (the word is not complete yet)
 LABEL_BEFORE_END = -0.05  # s: keyword label starts this long before the word's end (<0: after it) ...
 LABEL_AFTER_END = 0.35  # s: ... and lasts until this long after it
+# the calibration corpus's other words and their near-miss share (the training corpus: 0.45)
+CALIBRATION_OTHER_WORDS = 600
+CALIBRATION_P_NEAR = 0.9
 
 
 def class_names(keywords: list[str], near_classes: bool = False) -> list[str]:
@@ -264,6 +267,23 @@ def build_corpus(
             neg_near_words.append(word)
             neg_words.append(word)
     return Corpus(list(keywords), kw, neg, sent, counts, neg_near_words, neg_words)
+
+
+def calibration_corpus(
+    keywords: list[str], seed: int, scale: float = 1.0, log: Callable[[str], None] | None = None
+) -> Corpus:
+    """The held-out corpus detectors are calibrated on (training voices, seed + 10 000): dense
+    in near misses ("stopped", "downtown"), because they are where a user's false accepts come
+    from; a calibration set with few of them chose settings that fired on them."""
+    return build_corpus(
+        keywords,
+        seed + 10_000,
+        max(3, int(40 * scale)),
+        max(10, int(CALIBRATION_OTHER_WORDS * scale)),
+        max(5, int(100 * scale)),
+        progress=log,
+        p_near=CALIBRATION_P_NEAR,
+    )
 
 
 def _paired_near_requests(

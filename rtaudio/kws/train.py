@@ -30,6 +30,7 @@ from .data import (
     Span,
     augment,
     build_corpus,
+    calibration_corpus,
     class_names,
     frame_labels,
     make_stream,
@@ -54,9 +55,6 @@ FINE_TUNE_LR = 1e-3
 MEAN_NORM_S = 2.0  # running feature-mean normalisation time constant (s)
 PATIENCES = (1, 2, 3, 4, 5)  # frames of 30 ms: the patience calibration chooses from, per keyword
 PIECE_S = 8.0  # a training stream is made of independently augmented pieces of this length
-# the calibration corpus's other words and their near-miss share (the training corpus: 0.45)
-CALIBRATION_OTHER_WORDS = 600
-CALIBRATION_P_NEAR = 0.9
 
 
 class Bar:
@@ -500,21 +498,6 @@ def calibrate(
     log(f"  thresholds {dec_cfg.thresholds}  patience {dec_cfg.patience}")
     report = calibration_report(dec_cfg, streams, posts, config, target_fa_per_hour, log=log)
     return {"decision": dec_cfg.to_dict(), "calibration": report}
-
-
-def calibration_corpus(keywords: list[str], seed: int, scale: float = 1.0, log=print) -> Corpus:
-    """The held-out corpus the thresholds are calibrated on (training voices, seed + 10 000): dense
-    in near misses ("stopped", "downtown"), because they are where a user's false accepts come
-    from; a calibration set with few of them chose settings that fired on them."""
-    return build_corpus(
-        keywords,
-        seed + 10_000,
-        max(3, int(40 * scale)),
-        max(10, int(CALIBRATION_OTHER_WORDS * scale)),
-        max(5, int(100 * scale)),
-        progress=log,
-        p_near=CALIBRATION_P_NEAR,
-    )
 
 
 def held_out_streams(
