@@ -304,7 +304,7 @@ def train_verifier(
     import time
     from concurrent.futures import ProcessPoolExecutor
 
-    from .data import IGNORE, build_corpus
+    from .data import IGNORE, build_corpus, calibration_corpus
     from .features import FeatureConfig
     from .train import Bar, _lr, held_out_streams
 
@@ -321,7 +321,8 @@ def train_verifier(
     corpus = build_corpus(
         keywords, seed + 20_000, n(100, 4), n(3000, 20), n(300, 8), progress=log, p_near=near_share
     )
-    held = build_corpus(keywords, seed + 10_000, n(40, 3), n(300, 10), n(100, 5), progress=log)
+    # the classifier's calibration set: dense in near misses, where a user's false accepts come from
+    held = calibration_corpus(keywords, seed, scale, log)
     config: dict[str, Any] = {
         "arch": "cnn",
         "role": "verifier",
