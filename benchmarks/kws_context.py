@@ -23,11 +23,14 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rtaudio.kws import models  # noqa: E402
-from rtaudio.kws.data import build_corpus  # noqa: E402
+from rtaudio.kws.calibration import held_out_stream  # noqa: E402
+from rtaudio.kws.data import (
+    PIECE_S,  # noqa: E402
+    build_corpus,  # noqa: E402
+)
 from rtaudio.kws.decision import Decider, DecisionConfig, step_end_sample  # noqa: E402
 from rtaudio.kws.features import FeatureConfig  # noqa: E402
 from rtaudio.kws.infer import posteriors_offline  # noqa: E402
-from rtaudio.kws.train import PIECE_S, held_out_stream  # noqa: E402
 
 CLOSE_S = 0.05  # a neighbour this near counts as abutting
 # the calibration corpus's seed for seed 0 (kws.data.calibration_corpus), drawn with the training

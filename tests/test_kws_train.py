@@ -15,12 +15,11 @@ from torch import nn
 
 from rtaudio.errors import RtAudioError
 from rtaudio.kws import models
+from rtaudio.kws.calibration import PATIENCES, allocate_false_accepts
 from rtaudio.kws.data import IGNORE, build_corpus, calibration_corpus
 from rtaudio.kws.features import FeatureConfig
 from rtaudio.kws.stage import KeywordSpotter
 from rtaudio.kws.train import (
-    PATIENCES,
-    allocate_false_accepts,
     cmd_train,
     keyword_regions,
     make_streams,

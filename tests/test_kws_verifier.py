@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from rtaudio.errors import ConfigError
 from rtaudio.kws import models
+from rtaudio.kws.calibration import count_detections
 from rtaudio.kws.data import Span
 from rtaudio.kws.decision import Decider, DecisionConfig, Event, single_keyword_events, smoothed
 from rtaudio.kws.stage import KeywordSpotter
-from rtaudio.kws.train import count_detections
 from rtaudio.kws.verifier import (
     FeatureHistory,
     count_fires,

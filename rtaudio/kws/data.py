@@ -32,6 +32,7 @@ LABEL_AFTER_END = 0.35  # s: ... and lasts until this long after it
 # the calibration corpus's other words and their near-miss share (the training corpus: 0.45)
 CALIBRATION_OTHER_WORDS = 600
 CALIBRATION_P_NEAR = 0.9
+PIECE_S = 8.0  # training and held-out streams are made of independently augmented pieces this long
 
 
 def class_names(keywords: list[str], near_classes: bool = False) -> list[str]:

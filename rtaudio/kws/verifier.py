@@ -24,9 +24,9 @@ from torch import nn
 
 from ..errors import ConfigError
 from . import models
+from .calibration import PATIENCES, calibration_report, pareto_front, spend_budget
 from .data import class_names
 from .decision import DecisionConfig, single_keyword_events, smoothed, step_end_sample
-from .train import PATIENCES, calibration_report, pareto_front, spend_budget
 
 MINE_GATE = 0.2  # smoothed GRU score over which a frame is a candidate (the lowest first-stage threshold)
 # model steps (30 ms) the verifier waits after the GRU's candidate: the GRU fires ~0.15 s after a
@@ -128,7 +128,7 @@ def keyword_step_ranges(spans, n_kw: int, n_steps: int, stride: int, hop: int, w
 
 def count_fires(fires: np.ndarray, ranges: np.ndarray) -> tuple[int, int]:
     """(hits, false accepts) of one keyword's firing steps against its hit ranges (k, 2): a range
-    is hit by its first fire; every other fire is a false accept (as `train.count_detections`)."""
+    is hit by its first fire; every other fire is a false accept (as `calibration.count_detections`)."""
     if len(ranges) == 0:
         return 0, int(len(fires))
     lo = np.searchsorted(fires, ranges[:, 0])
@@ -180,7 +180,7 @@ def calibrate_cascade(
     rate: int, delay: int = VERIFY_DELAY, log=print,
 ) -> dict[str, Any]:  # fmt: skip
     """Per keyword (gate, patience, verifier threshold) on held-out streams [(audio, spans)], the
-    false-accept budget spent where it buys the most hits (as `train.calibrate` does for the GRU)."""
+    false-accept budget spent where it buys the most hits (as `calibration.calibrate` does for the GRU)."""
     from .features import FeatureConfig
     from .infer import Streamer
 
@@ -304,9 +304,10 @@ def train_verifier(
     import time
     from concurrent.futures import ProcessPoolExecutor
 
+    from .calibration import held_out_streams
     from .data import IGNORE, build_corpus, calibration_corpus
     from .features import FeatureConfig
-    from .train import Bar, _lr, held_out_streams
+    from .train import Bar, _lr
 
     torch.manual_seed(seed)
     t0 = time.monotonic()
