@@ -295,28 +295,13 @@ def run_stage(stage, y: np.ndarray, topics: set[str], keywords: list[str]):
     return events, (np.stack(post) if post else None), cpu
 
 
-def redecide(
-    post: np.ndarray, cfg: dict, thr: float | None, accept: np.ndarray | None = None, delay: int = 0
-) -> list[Event]:
-    """The classifier's events at one global threshold (None: the calibrated ones), from its posteriors.
-    `accept` (steps, keywords), optional: a second opinion's verdict per step, asked `delay` steps
-    after each candidate through the Decider's verifier hook (a refused candidate is asked again at
-    the next step, as live)."""
+def redecide(post: np.ndarray, cfg: dict, thr: float | None) -> list[Event]:
+    """The classifier's events at one global threshold (None: the calibrated ones), from its posteriors."""
     d = dict(cfg["decision"])
-    nk = len(cfg["keywords"])
     if thr is not None:
-        d["thresholds"] = [thr] * nk
+        d["thresholds"] = [thr] * len(cfg["keywords"])
     k = int(cfg.get("stride", 1))
-    verifier = None
-    if accept is not None:
-        d.update(verify=[0.5] * nk, verify_delay=delay)
-
-        def verifier(t: int) -> np.ndarray:
-            p = np.zeros(2 + nk)
-            p[2:] = accept[t]
-            return p
-
-    _, ev = Decider(DecisionConfig(**d), 0.01 * k, verifier=verifier).step(post)
+    _, ev = Decider(DecisionConfig(**d), 0.01 * k).step(post)
     out = []
     for e in ev:
         samp = (e.frame * k + k - 1) * 160 + 400

@@ -7,9 +7,6 @@ posteriors: computing posteriors is the slow part, re-deciding them at many thre
     # the mean over the conditions of the best recall within 10 / 30 / 100 / 300 FA/h; a combo
     # averages its members' probabilities (exactly what `rtaudio ensemble` runs)
     python benchmarks/kws_posteriors.py eval p777.pkl mine ship0+ship1+ship2+ship3 mine+ship0
-    # the shipped four with a near-miss veto from a `--near-classes` model NC (cached like the others):
-    # a candidate is refused while NC's "near:<keyword>" reaches 0.075 within it and the 2 steps after
-    python benchmarks/kws_posteriors.py eval p777.pkl,nc777.pkl ship0+ship1+ship2+ship3 --near-veto NC:0.075:2
 
 Posteriors are computed offline (`infer.posteriors_offline`, equal to the stage's: a test holds the
 stage to streaming = offline). Operating points: global thresholds 0.5-0.998 and the calibrated
@@ -77,13 +74,6 @@ def load(paths: list[Path]) -> dict:
     return res
 
 
-def near_accept(near: np.ndarray, level: float, delay: int) -> np.ndarray:
-    """The near-miss veto's verdict per step: keyword j is accepted at step t unless its near-miss
-    class ("near:<keyword>" of a `--near-classes` model) reached `level` in steps t-delay .. t."""
-    pad = np.concatenate([np.zeros((delay, near.shape[1]), near.dtype), near])
-    return np.lib.stride_tricks.sliding_window_view(pad, delay + 1, axis=0).max(-1) < level
-
-
 def combine(posts: list[np.ndarray], how: str) -> np.ndarray:
     """Members' probabilities (steps, classes) as one: their mean (what `rtaudio ensemble` runs),
     or their geometric mean renormalised over the classes (a class is high only where every member
@@ -95,30 +85,23 @@ def combine(posts: list[np.ndarray], how: str) -> np.ndarray:
 
 
 def evaluate(
-    res: dict, combo: str, cfg: dict, veto: tuple[str, float, int] | None = None, how: str = "mean"
+    res: dict, combo: str, cfg: dict, how: str = "mean"
 ) -> tuple[np.ndarray, float, float, list[float]]:
     """Best recall per budget (mean over conditions), the calibrated point (recall, FA/h) and the
-    best recall within 10 FA/h per condition. `veto`: (near-class model, level, delay steps);
-    `how`: how the members' probabilities are combined (`combine`)."""
-    names = combo.split("+") + ([veto[0]] if veto else [])
+    best recall within 10 FA/h per condition. `how`: how the members' probabilities are combined
+    (`combine`)."""
+    names = combo.split("+")
     missing = [n for n in names if n not in res["post"]]
     if missing:
         raise SystemExit(f"no posteriors cached for {', '.join(missing)} (have {', '.join(res['post'])})")
-    names = combo.split("+")
     nk = len(res["keywords"])
     rows = []
     for cond, lens in res["len"].items():
-        # silence, unknown, keywords: a near-class model's extra columns are left out of the mean
+        # silence, unknown, keywords (a model with more outputs: the rest are left out of the mean)
         posts = [combine([res["post"][n][cond][i][:, : 2 + nk] for n in names], how) for i in range(2)]
-        acc = [None, None]
-        if veto:
-            near = [res["post"][veto[0]][cond][i][:, 2 + nk :] for i in range(2)]
-            if near[0].shape[1] != nk:
-                raise SystemExit(f"--near-veto: {veto[0]} has no near-miss classes (see --near-classes)")
-            acc = [near_accept(q, veto[1], veto[2]) for q in near]
         hours = sum(lens) / B.RATE / 3600
         for thr in GRID:
-            ev = [B.redecide(p, cfg, thr, a, veto[2] if veto else 0) for p, a in zip(posts, acc, strict=True)]
+            ev = [B.redecide(p, cfg, thr) for p in posts]
             rows.append(B.summarise(cond, f"c thr={thr}", *ev, res["truth"], res["keywords"], hours, None))
     table = B.budget_table(rows)
     best = np.array([[t["best_recall"][b] for b in B.BUDGETS] for t in table]).mean(0)
@@ -139,12 +122,6 @@ def main() -> int:
     e.add_argument("cache", help="cache file(s) of one seed, comma-separated")
     e.add_argument("combos", nargs="+", metavar="NAME[+NAME...]")
     e.add_argument("--config", default=None, help="model dir whose decision settings to use")
-    e.add_argument(
-        "--near-veto",
-        default=None,
-        metavar="NAME:LEVEL:DELAY",
-        help="refuse a keyword when NAME's near-miss class for it reaches LEVEL within DELAY steps",
-    )
     e.add_argument("--combine", choices=models.COMBINE, default="mean", help="how members are combined")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -155,18 +132,11 @@ def main() -> int:
         cache(args.seed, Path(args.out), dict(m.split("=", 1) for m in args.models))
         return 0
     res = load([Path(p) for p in args.cache.split(",")])
-    veto = None
-    if args.near_veto:
-        try:
-            name, level, delay = args.near_veto.split(":")
-            veto = (name, float(level), int(delay))
-        except ValueError:
-            raise SystemExit(f"--near-veto: {args.near_veto!r} is not NAME:LEVEL:DELAY") from None
     _, cfg = models.load(args.config)
     budgets = " / ".join(f"<={b}" for b in B.BUDGETS)
     print(f"streams {res['seed']}; mean over conditions of the best recall within {budgets} FA/h")
     for combo in args.combos:
-        best, rec, fa, per10 = evaluate(res, combo, cfg, veto, args.combine)
+        best, rec, fa, per10 = evaluate(res, combo, cfg, args.combine)
         cells = " / ".join(f"{v:.2f}" for v in best)
         print(f"{combo:<24} {cells}   calibrated {rec:.2f} @ {fa:.0f}   <=10 per condition: "
               + " ".join(f"{v:.2f}" for v in per10), flush=True)  # fmt: skip

@@ -113,18 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--minutes", type=float, default=None, help="training time budget")
     tr.add_argument("--model", choices=("gru", "tcn", "cnn"), default=None,
                     help="tcn (default: causal dilated convolutions), gru or cnn (DS-CNN on windows)")
-    tr.add_argument("--near-classes", action="store_true",
-                    help="one extra output class per keyword for its near misses (experimental)")
-    tr.add_argument("--paired-near", type=int, default=0, metavar="N",
-                    help="the voices of N clips per keyword also say its near misses (experimental)")
     tr.add_argument("--mels", type=int, default=None, metavar="N",
                     help="log-mel bands (default 40; the shipped ensemble has members with 64)")
     tr.add_argument("--fmax", type=float, default=None, metavar="HZ",
                     help="top of the mel bands (default 7600; 8000 with --mels 64 in the shipped ensemble)")
-    tr.add_argument("--teacher", default=None, metavar="MODEL",
-                    help="also learn this model's posteriors (distillation), e.g. 'default': the shipped one")
-    tr.add_argument("--distill", type=float, default=0.5, metavar="W",
-                    help="weight of the teacher's posteriors in the loss, (0, 1] (default 0.5)")
     tr.set_defaults(func=cmd_train)
 
     en = sub.add_parser("ensemble", help="average trained keyword models into one, calibrated anew")

@@ -80,7 +80,7 @@ def test_training_streams_leave_their_clean_fraction_clean():
 
 
 def test_split_corpus_keeps_each_other_word_with_its_labels():
-    """Train and held-out parts partition every list, and an other word's text and near-miss label
+    """Train and held-out parts partition every list, and an other word's text and near-miss word
     stay those of its clip (they were once left unsplit, out of step with the clips)."""
     from rtaudio.hmm.train import split_corpus
     from rtaudio.kws.data import Corpus
@@ -89,12 +89,10 @@ def test_split_corpus_keeps_each_other_word_with_its_labels():
     neg = [clip(100 + i) for i in range(20)]
     words = [f"w{100 + i}" for i in range(20)]
     near = [w if i % 3 == 0 else "" for i, w in enumerate(words)]
-    labels = [0 if w else -1 for w in near]
-    corpus = Corpus(["a"], [[clip(50 + i) for i in range(8)]], neg, [clip(9000)] * 4, {}, near, words, labels)
+    corpus = Corpus(["a"], [[clip(50 + i) for i in range(8)]], neg, [clip(9000)] * 4, {}, near, words)
     train, held = split_corpus(corpus, 0.25, seed=3)
     assert len(held.neg) == 5 and len(train.neg) == 15 and len(held.kw[0]) == 2
     assert sorted(len(c) for c in train.neg + held.neg) == [len(c) for c in neg]
     for part in (train, held):
         assert part.neg_words == [f"w{len(c)}" for c in part.neg]
         assert part.neg_near_words == [near[len(c) - 100] for c in part.neg]
-        assert part.neg_near == [labels[len(c) - 100] for c in part.neg]

@@ -49,34 +49,20 @@ def test_a_deck_reshuffles_only_when_spent(capsys):
     assert max(Counter(first + second).values()) == 2
 
 
-def _posteriors_with_two_words() -> tuple[np.ndarray, np.ndarray]:
-    """Steps of (silence, unknown, kw0, kw1): kw0 is said twice (steps 20-29 and 80-89); a
-    near-miss class for kw0 lights up just after the first (steps 25-33) and never near the second."""
+def test_redecide_fires_once_per_word_at_the_end_of_its_patience():
+    """Steps of (silence, unknown, kw0, kw1): kw0 is said twice (steps 20-29 and 80-89); each word
+    fires once, on the step its patience runs out, stamped with that step's last sample; a threshold
+    above the posteriors fires nothing."""
     post = np.zeros((140, 4))
     post[:, 0] = 1.0
     for a in (20, 80):
         post[a : a + 10, 0], post[a : a + 10, 2] = 0.05, 0.95
-    near = np.zeros((140, 2))
-    near[25:34, 0] = 0.4
-    return post, near
-
-
-def test_a_near_miss_veto_refuses_the_candidate_its_near_class_claims():
-    _spec2 = importlib.util.spec_from_file_location("kws_posteriors", _bench / "kws_posteriors.py")
-    kp = importlib.util.module_from_spec(_spec2)
-    _spec2.loader.exec_module(kp)
-    post, near = _posteriors_with_two_words()
     cfg = {
         "keywords": ["a", "b"],
         "stride": 3,
         "decision": {"thresholds": [0.5, 0.5], "smooth": 1, "patience": 2, "refractory": 0.3, "rearm": 0.5},
     }
-    plain = kb.redecide(post, cfg, None)
-    assert [e.label for e in plain] == [0, 0]
-    # the near class rises at step 25, four steps after the first candidate (step 21): a veto that
-    # waits 4 steps hears it and refuses the first word; the second word is not touched
-    late = kb.redecide(post, cfg, None, kp.near_accept(near, 0.3, 4), 4)
-    assert len(late) == 1 and abs(late[0].sample - plain[1].sample) == 4 * 3 * 160
-    # one that decides at once does not hear it, and a level above the near class's never refuses
-    assert len(kb.redecide(post, cfg, None, kp.near_accept(near, 0.3, 0), 0)) == 2
-    assert len(kb.redecide(post, cfg, None, kp.near_accept(near, 0.5, 4), 4)) == 2
+    events = kb.redecide(post, cfg, None)
+    assert [e.label for e in events] == [0, 0]
+    assert [e.sample for e in events] == [(step * 3 + 2) * 160 + 400 for step in (21, 81)]
+    assert kb.redecide(post, cfg, 0.99) == []

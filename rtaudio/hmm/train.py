@@ -135,7 +135,7 @@ def split_corpus(corpus, holdout: float, seed: int):
 
     kw = [cut(len(c)) for c in corpus.kw]
     neg, sent = cut(len(corpus.neg)), cut(len(corpus.sent))
-    per_neg = ("neg", "neg_words", "neg_near_words", "neg_near")
+    per_neg = ("neg", "neg_words", "neg_near_words")
 
     def part(j: int):
         lists = {k: [getattr(corpus, k)[i] for i in neg[j]] for k in per_neg if getattr(corpus, k)}

@@ -9,8 +9,6 @@ confusable words, filler sentences) with the training voices (see `voices.py`), 
 
 from __future__ import annotations
 
-import os
-import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,11 +33,9 @@ CALIBRATION_P_NEAR = 0.9
 PIECE_S = 8.0  # training and held-out streams are made of independently augmented pieces this long
 
 
-def class_names(keywords: list[str], near_classes: bool = False) -> list[str]:
-    """[_silence_, _unknown_, keywords...] and with `near_classes` one "near:<keyword>" per keyword
-    after them (near misses of that keyword; the decision layer reads only the keyword columns)."""
-    near = [f"near:{k}" for k in keywords] if near_classes else []
-    return ["_silence_", "_unknown_", *keywords, *near]
+def class_names(keywords: list[str]) -> list[str]:
+    """[_silence_, _unknown_, keywords...]: the classifier's outputs."""
+    return ["_silence_", "_unknown_", *keywords]
 
 
 def parse_keywords(text: str | list[str]) -> list[str]:
@@ -69,24 +65,6 @@ def phonemes(text: str) -> str:
     return "".join(_espeak_phonemes(text).split()).replace("_", "").replace("'", "").replace(",", "")
 
 
-@lru_cache(maxsize=8192)
-def phone_sequence(text: str) -> tuple[str, ...]:
-    """The phones of `text` in order (espeak-ng en-us; stress marks and variant suffixes dropped,
-    "t2" is "t"); empty if espeak-ng is missing."""
-    raw = (p.strip("',%=") for w in _espeak_phonemes(text).split() for p in w.split("_"))
-    return tuple(p for p in (re.sub(r"(?<=.)[#0-9]+$", "", q) for q in raw) if p)
-
-
-def phone_set(text: str) -> frozenset[str]:
-    """The phones of `text`, unordered (see `phone_sequence`)."""
-    return frozenset(phone_sequence(text))
-
-
-def phone_inventory(texts) -> dict[str, int]:
-    """Index of every phone in `texts`, sorted."""
-    return {p: i for i, p in enumerate(sorted(set().union(*map(phone_set, texts))))}
-
-
 def without_homophones(words, keywords: list[str]) -> list[str]:
     """Drop the words that sound exactly like a keyword ("know" for "no", "write" for "right"):
     labelled as non-keywords they would teach the model to doubt the keyword itself."""
@@ -109,48 +87,6 @@ def near_misses(keywords: list[str]) -> list[str]:
             derived |= {" ".join(parts[:-1]), " ".join(parts[1:]), " ".join(reversed(parts))}
     cands = set(W.NEAR_MISSES) | derived
     return without_homophones(sorted(c for c in cands if c not in kws), keywords)
-
-
-def _edit_distance(a: str, b: str) -> int:
-    d = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        prev, d[0] = d[0], i
-        for j, cb in enumerate(b, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (ca != cb))
-    return d[-1]
-
-
-def near_miss_keywords(words: list[str], keywords: list[str]) -> dict[str, int]:
-    """For each near-miss word, the index of the keyword it is a near miss of: the first keyword
-    whose phonemes occur in the word's ("town" -> down), else the first whose text does ("office" ->
-    off), else the one of least normalised phoneme edit distance (ties: longer common ending, then
-    keyword order). A phrase is matched by its words that the other keywords lack ("lights on" by
-    "on"), so that "often" goes to "lights off"."""
-
-    def own_words(k: str) -> str:
-        others = {w for o in keywords if o != k for w in o.split()}
-        return " ".join(w for w in k.split() if w not in others) or k
-
-    parts = [own_words(k) for k in keywords]
-    kp = [phonemes(p) or p for p in parts]
-
-    def suffix(a: str, b: str) -> int:  # length of the common ending
-        return len(os.path.commonprefix([a[::-1], b[::-1]]))
-
-    def nearest(word: str) -> int:
-        pw = phonemes(word) or word
-        for i, p in enumerate(kp):
-            if p in pw:
-                return i
-        for i, p in enumerate(parts):
-            if p in word:
-                return i
-        return min(
-            range(len(keywords)),
-            key=lambda j: (_edit_distance(pw, kp[j]) / max(len(pw), len(kp[j]), 1), -suffix(pw, kp[j]), j),
-        )
-
-    return {w: nearest(w) for w in dict.fromkeys(words)}
 
 
 def filler_vocab(keywords: list[str]) -> dict[str, list[str]]:
@@ -199,14 +135,6 @@ class Corpus:
     voices: dict[str, int] = field(default_factory=dict)  # engine -> clip count
     neg_near_words: list[str] = field(default_factory=list)  # per `neg` clip: the near miss, or ""
     neg_words: list[str] = field(default_factory=list)  # per `neg` clip: the word said
-    # per `neg` clip: the keyword it is a near miss of, or -1; empty unless `label_near_misses` ran
-    neg_near: list[int] = field(default_factory=list)
-
-    def label_near_misses(self) -> None:
-        """Fill `neg_near` (for near-miss classes; espeak-ng is asked once per distinct word)."""
-        words = [w for w in self.neg_near_words if w]
-        index = near_miss_keywords(words, self.keywords)
-        self.neg_near = [index[w] if w else -1 for w in self.neg_near_words]
 
 
 def build_corpus(
@@ -218,12 +146,9 @@ def build_corpus(
     voice_fn: Callable[[np.random.Generator], Voice] = random_training_voice,
     progress: Callable[[str], None] | None = None,
     p_near: float = 0.45,
-    paired_near: int = 0,
 ) -> Corpus:
     """Synthesise the corpus (cached per utterance). The same seed gives the same corpus.
-    `p_near`: the share of the other words that are near misses ("stopped", "downtown").
-    `paired_near`: the voices of the first that many clips of each keyword also say one of its near
-    misses ("town" for *down*), added to the other words; the rest of the corpus is unchanged."""
+    `p_near`: the share of the other words that are near misses ("stopped", "downtown")."""
     rng = np.random.default_rng(seed)
     nm, neg_words = near_misses(keywords), negative_words(keywords)
     vocab = filler_vocab(keywords)
@@ -240,8 +165,6 @@ def build_corpus(
         near_words.append(word if is_near else "")
     for _ in range(n_sent):
         reqs.append((voice_fn(rng), random_sentence(rng, vocab, keywords)))
-    paired = _paired_near_requests(reqs, keywords, n_per_keyword, nm, paired_near, seed)
-    reqs += paired
     if progress:
         progress(f"synthesising {len(reqs)} utterances (cached)")
     audio = [trim(y) for y in synthesize(reqs)]
@@ -262,11 +185,6 @@ def build_corpus(
     neg_near_words = [near_words[i] for i in keep]
     neg_words = [reqs[nk + i][1] for i in keep]
     sent = [a for a in audio[nk + n_neg : nk + n_neg + n_sent] if len(a) >= 0.2 * RATE]
-    for a, (_, word) in zip(audio[nk + n_neg + n_sent :], paired, strict=True):
-        if len(a) >= audible:
-            neg.append(a)
-            neg_near_words.append(word)
-            neg_words.append(word)
     return Corpus(list(keywords), kw, neg, sent, counts, neg_near_words, neg_words)
 
 
@@ -288,24 +206,6 @@ def calibration_corpus(
     )
 
 
-def _paired_near_requests(
-    reqs: list[tuple[Voice, str]], keywords: list[str], n_per_keyword: int, near: list[str], n: int, seed: int
-) -> list[tuple[Voice, str]]:
-    """The voice of each of a keyword's first `n` clips saying one of that keyword's near misses
-    (by `near_miss_keywords`): the pair differs in the cue, not in the voice. Its own random stream,
-    so the rest of the corpus stays what the seed gives without it."""
-    if n <= 0:
-        return []
-    rng = np.random.default_rng(seed + 777)
-    index = near_miss_keywords(near, keywords)
-    out = []
-    for k in range(len(keywords)):
-        words = [w for w, i in index.items() if i == k]
-        for j in range(min(n, n_per_keyword) if words else 0):
-            out.append((reqs[k * n_per_keyword + j][0], words[rng.integers(len(words))]))
-    return out
-
-
 # -- continuous streams -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Span:
@@ -313,7 +213,6 @@ class Span:
     label: int  # keyword index for "kw", else -1
     start: int  # samples
     end: int
-    near: int = -1  # "neg": the keyword index it is a near miss of (-1: none)
     text: str = ""  # the word(s) said ("kw" and "neg"), if known
 
 
@@ -338,7 +237,7 @@ def make_stream(
         parts.append(np.zeros(gap, np.float32))
         pos += gap
         u = rng.random()
-        near, text = -1, ""
+        text = ""
         if u < p_kw:
             label = int(rng.integers(len(corpus.kw)))
             clips = corpus.kw[label]
@@ -346,7 +245,6 @@ def make_stream(
         elif u < p_kw + (1 - p_kw) * 0.55:
             j = int(rng.integers(len(corpus.neg)))
             y, kind, label = corpus.neg[j], "neg", -1
-            near = corpus.neg_near[j] if corpus.neg_near else -1
             text = corpus.neg_words[j] if corpus.neg_words else ""
         else:
             y, kind, label = corpus.sent[rng.integers(len(corpus.sent))], "sent", -1
@@ -355,7 +253,7 @@ def make_stream(
                 y = y[a : a + int(rng.uniform(1.5, 3.0) * RATE)]
         y = speed_perturb(y, float(rng.uniform(0.9, 1.1))) * np.float32(10 ** (rng.uniform(-6, 6) / 20))
         parts.append(y)
-        spans.append(Span(kind, label, pos, pos + len(y), near, text))
+        spans.append(Span(kind, label, pos, pos + len(y), text))
         pos += len(y)
     return np.concatenate(parts)[:total], [s for s in spans if s.end <= total]
 
@@ -446,7 +344,6 @@ def frame_labels(
     n_frames: int,
     cfg: FeatureConfig,
     before_end: float = LABEL_BEFORE_END,
-    near_offset: int | None = None,
 ) -> np.ndarray:
     """Per-frame class targets. Frame t has seen samples up to t*hop + win (its end). Speech frames
     are unknown; a keyword's class runs from `before_end` s before its end (< 0: after it) to
@@ -456,12 +353,6 @@ def frame_labels(
     for s in spans:
         lab[(ends > s.start) & (ends - cfg.win < s.end)] = UNKNOWN
 
-    for s in spans:
-        if near_offset is not None and s.kind == "neg" and s.near >= 0:
-            # a near miss of keyword k: class near:k (index near_offset + k) on the frames where
-            # keyword k would have its label; the frames before stay unknown
-            a, b = label_window(s, cfg, before_end)
-            lab[(ends >= a) & (ends <= b)] = near_offset + s.near
     for s in spans:
         if s.kind != "kw":
             continue
@@ -475,53 +366,3 @@ def label_window(s: Span, cfg: FeatureConfig, before_end: float = LABEL_BEFORE_E
     """The samples a keyword's label covers: from `before_end` s before the word's end to
     LABEL_AFTER_END after it."""
     return s.end - int(before_end * cfg.rate), s.end + int(LABEL_AFTER_END * cfg.rate)
-
-
-def phone_targets(
-    spans: list[Span],
-    n_frames: int,
-    cfg: FeatureConfig,
-    inventory: dict[str, int],
-    before_end: float = LABEL_BEFORE_END,
-) -> np.ndarray:
-    """Per-frame bag-of-phones targets, (n_frames, len(inventory)) int8: on the frames where a word's
-    keyword label would lie, 1 for each phone of the word said (keyword or other word), else 0;
-    rows of -1 where no word ends (no target). An auxiliary training target: to tell "right"
-    from "light" at the word's end the model must have kept the phones it heard."""
-    ends = np.arange(n_frames) * cfg.hop + cfg.win
-    out = np.full((n_frames, len(inventory)), -1, np.int8)
-    for s in spans:
-        if not s.text:
-            continue
-        a, b = label_window(s, cfg, before_end)
-        rows = (ends >= a) & (ends <= b)
-        out[rows] = 0
-        out[np.ix_(rows, [inventory[p] for p in phone_set(s.text) if p in inventory])] = 1
-    return out
-
-
-MAX_WORD_PHONES = 16  # longer words get no phone-sequence target
-SEQ_AFTER_END = 0.1  # s: a word's phone-sequence segment runs this long past its end (the GRU lags)
-
-
-def phone_segments(
-    spans: list[Span], n_frames: int, cfg: FeatureConfig, inventory: dict[str, int]
-) -> np.ndarray:
-    """Per-word ordered phone targets, (n_frames, 1 + MAX_WORD_PHONES) int16, -1 everywhere but on
-    each said word's first frame (keywords and other words; not sentences), whose row holds the
-    segment's length in frames, then the word's phone ids + 1 (0 is the CTC blank). The segment
-    runs from the word's start to SEQ_AFTER_END past its end. Unlike a bag (`phone_targets`) the
-    order is kept: "stop" and "spot" differ, and the first phone must be heard where it is said."""
-    ends = np.arange(n_frames) * cfg.hop + cfg.win
-    out = np.full((n_frames, 1 + MAX_WORD_PHONES), -1, np.int16)
-    for s in spans:
-        seq = [inventory[p] + 1 for p in phone_sequence(s.text) if p in inventory] if s.text else []
-        if not seq or len(seq) > MAX_WORD_PHONES:
-            continue
-        first = int(np.searchsorted(ends, s.start))
-        last = int(np.searchsorted(ends, s.end + int(SEQ_AFTER_END * cfg.rate)))
-        if first >= n_frames:
-            continue
-        out[first, 0] = min(last, n_frames) - first
-        out[first, 1 : 1 + len(seq)] = seq
-    return out
