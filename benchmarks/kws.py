@@ -419,14 +419,6 @@ def print_rows(rows, header: bool) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="classifier model dir (default: the shipped one)")
-    ap.add_argument(
-        "--verifier",
-        default="",
-        help="cascade: classifier + this verifier dir ('default' = shipped; '' = skip)",
-    )
-    ap.add_argument(
-        "--verify-thresholds", default="", help="cascade: extra global verifier thresholds (with --verifier)"
-    )
     ap.add_argument("--hmm-model", default="", help="HMM model dir (default: the shipped one)")
     ap.add_argument("--minutes", type=float, default=3.0, help="keyword stream length per condition")
     ap.add_argument("--neg-minutes", type=float, default=10.0, help="keyword-free stream per condition")
@@ -470,16 +462,6 @@ def main() -> int:
             new.append(
                 summarise(cond, label, ev[0], ev[1], truth, keywords, hours, cls_rtf if thr is None else None)
             )
-        # the cascade (classifier + verifier): one pass through the stage per verifier threshold
-        if args.verifier:
-            for vt in [None, *floats(args.verify_thresholds)]:
-                st = lambda vt=vt: KeywordSpotter(  # noqa: E731
-                    model=args.model, verifier=args.verifier, verify_threshold=vt
-                )
-                res = [run_stage(st(), y, {"keyword"}, keywords) for y in ys]
-                label = "cascade calibrated" if vt is None else f"cascade verify={vt:g}"
-                rtf = sum(r[2] for r in res) / seconds
-                new.append(summarise(cond, label, res[0][0], res[1][0], truth, keywords, hours, rtf))
         # the HMM: one pass per sensitivity
         hmm_ev: dict = {}
         for s in sens:
@@ -536,12 +518,6 @@ def main() -> int:
         extra = [
             summarise("kw-free 1h", "classifier calibrated", [], ev, [], keywords, hours, cpu / hours / 3600)
         ]
-        if args.verifier:
-            st = KeywordSpotter(model=args.model, verifier=args.verifier)
-            ev, _, cpu = run_stage(st, yl, {"keyword"}, keywords)
-            extra.append(
-                summarise("kw-free 1h", "cascade calibrated", [], ev, [], keywords, hours, cpu / hours / 3600)
-            )
         ev, _, cpu = run_stage(HmmKeywordStage(model=args.hmm_model), yl, {"keyword"}, keywords)
         extra.append(
             summarise("kw-free 1h", "hmm calibrated", [], ev, [], keywords, hours, cpu / hours / 3600)

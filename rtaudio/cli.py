@@ -128,13 +128,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="average the members' probabilities (mean) or log-probabilities (geo)")
     en.set_defaults(func=cmd_ensemble)
 
-    tv = sub.add_parser("train-verifier", help="train a second-stage verifier for a keyword model (cascade)")
-    tv.add_argument("--model", default=None, help="the first-stage keyword model dir (default: shipped)")
-    tv.add_argument("--out", default="kws_verifier", help="verifier directory to write")
-    tv.add_argument("--seed", type=int, default=0)
-    tv.add_argument("--minutes", type=float, default=20.0, help="time budget, calibration included")
-    tv.set_defaults(func=cmd_train_verifier)
-
     th = sub.add_parser("train-hmm", help="train the HMM keyword spotter (hmmlearn) for typed words")
     th.add_argument("--keywords", default="yes,no,up,down,left,right,on,off,stop,go")
     th.add_argument("--out", default=None, help="model directory to write")
@@ -386,12 +379,6 @@ def cmd_train(args) -> int:
 
 def cmd_ensemble(args) -> int:
     from .kws.train import cmd_ensemble as run
-
-    return run(args)
-
-
-def cmd_train_verifier(args) -> int:
-    from .kws.verifier import cmd_train_verifier as run
 
     return run(args)
 

@@ -176,17 +176,16 @@ def spend_budget(options: list[list[tuple]], budget: float) -> list[tuple]:
 
 def calibration_report(
     dec_cfg: DecisionConfig, streams, posts, config: dict, target_fa_per_hour: float,
-    verifiers=None, log=print,
+    log=print,
 ) -> dict[str, Any]:  # fmt: skip
     """Recall per keyword, false accepts per hour and median delay of the real Decider with the
-    chosen settings on the calibration streams (`verifiers`: one callback per stream, cascade)."""
+    chosen settings on the calibration streams."""
     cfg = FeatureConfig.from_dict(config["features"])
     n_kw, stride = len(config["keywords"]), int(config["stride"])
     hours = sum(len(y) for y, _ in streams) / cfg.rate / 3600
     per_kw, fa, delays = np.zeros((n_kw, 2), np.int64), 0, []
-    for i, ((_, spans), p) in enumerate(zip(streams, posts, strict=True)):
-        verifier = None if verifiers is None else verifiers[i]
-        _, ev = Decider(dec_cfg, cfg.hop * stride / cfg.rate, verifier=verifier).step(p)
+    for (_, spans), p in zip(streams, posts, strict=True):
+        _, ev = Decider(dec_cfg, cfg.hop * stride / cfg.rate).step(p)
         a, b, c = count_detections(ev, spans, n_kw, cfg.hop, cfg.win, stride)
         per_kw, fa, delays = per_kw + a, fa + b, delays + c
     report = {

@@ -5,7 +5,6 @@ grouping, get the same events.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,23 +19,15 @@ class DecisionConfig:
     patience: int | list[int] = 2
     refractory: float = 0.8  # s after an event during which nothing fires
     rearm: float = 0.5  # a keyword fires again only after its score fell below rearm*threshold
-    # per keyword: the second-stage verifier's probability a candidate needs (None: no verifier)
-    verify: list[float] | None = None
-    # steps the verifier waits after a candidate, so that it hears what follows ("down|town")
-    verify_delay: int = 0
 
     def to_dict(self) -> dict:
-        d = {
+        return {
             "thresholds": [float(t) for t in self.thresholds],
             "smooth": self.smooth,
             "patience": self.patience if isinstance(self.patience, int) else [int(x) for x in self.patience],
             "refractory": self.refractory,
             "rearm": self.rearm,
         }
-        if self.verify is not None:
-            d["verify"] = [float(v) for v in self.verify]
-            d["verify_delay"] = int(self.verify_delay)
-        return d
 
 
 @dataclass
@@ -45,7 +36,6 @@ class Event:
     keyword: int  # keyword index (class - 2)
     score: float  # smoothed posterior at the firing frame
     onset_frame: int  # first frame of the run of raw posterior >= 0.5 (the word's end is near it)
-    verified: float | None = None  # the verifier's probability of the keyword (cascade only)
 
 
 @dataclass
@@ -53,8 +43,6 @@ class Decider:
     cfg: DecisionConfig
     hop_s: float  # seconds per frame
     first_kw_class: int = 2
-    # cascade: step index -> the verifier's class probabilities for the window ending at that step
-    verifier: Callable[[int], np.ndarray] | None = None
     state: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -62,10 +50,6 @@ class Decider:
         self.thr = np.asarray(self.cfg.thresholds, np.float64)
         self.refr_frames = int(round(self.cfg.refractory / self.hop_s))
         self.patience = np.broadcast_to(np.asarray(self.cfg.patience, np.int64), (self.k,)).copy()
-        if (self.verifier is None) != (self.cfg.verify is None):
-            raise ValueError("a verifier needs verify thresholds, and verify thresholds a verifier")
-        self.vthr = None if self.cfg.verify is None else np.asarray(self.cfg.verify, np.float64)
-        self.lag = int(self.cfg.verify_delay) if self.verifier is not None else 0
         self.reset()
 
     def reset(self) -> None:
@@ -76,12 +60,9 @@ class Decider:
         self.armed = np.ones(self.k, bool)
         self.block_until = -1
         self.onset = np.full(self.k, -1, np.int64)
-        self.delayed = np.zeros((max(1, self.lag), self.k))  # the last `lag` keyword rows
 
     def step(self, post: np.ndarray) -> tuple[np.ndarray, list[Event]]:
-        """post: (n, classes) posteriors. Returns the smoothed keyword scores (n, k) and events.
-        With a verify delay L, the first stage's scores are taken L steps late (the candidate of
-        step t is verified, and fires, at step t + L); the smoothed scores returned are those."""
+        """post: (n, classes) posteriors. Returns the smoothed keyword scores (n, k) and events."""
         n = post.shape[0]
         kw = np.asarray(post[:, self.first_kw_class : self.first_kw_class + self.k], np.float64)
         smooth = np.zeros((n, self.k))
@@ -89,9 +70,6 @@ class Decider:
         m = self.hist.shape[0]
         for i in range(n):
             row = kw[i]
-            if self.lag:
-                d = self.t % self.lag
-                row, self.delayed[d] = self.delayed[d].copy(), row
             slot = self.t % m
             self.hsum += row - self.hist[slot]
             self.hist[slot] = row
@@ -100,7 +78,7 @@ class Decider:
             raw_on = row >= 0.5
             self.onset = np.where(
                 raw_on & (self.onset < 0),
-                self.t - self.lag,
+                self.t,
                 np.where(raw_on | (s >= self.thr), self.onset, -1),
             )
             hot = s >= self.thr
@@ -108,29 +86,14 @@ class Decider:
             self.armed |= s < self.cfg.rearm * self.thr
             if self.t > self.block_until:
                 ready = hot & self.armed & (self.above >= self.patience)
-                if ready.any():
-                    j, verified = self._choose(ready, s)
-                    if j >= 0:
-                        onset = int(self.onset[j]) if self.onset[j] >= 0 else self.t - self.lag
-                        events.append(Event(self.t, j, float(s[j]), onset, verified))
-                        self.armed[:] = False
-                        self.block_until = self.t + self.refr_frames
+                if ready.any():  # the ready keyword furthest over its threshold
+                    j = int(np.argmax(np.where(ready, s - self.thr, -np.inf)))
+                    onset = int(self.onset[j]) if self.onset[j] >= 0 else self.t
+                    events.append(Event(self.t, j, float(s[j]), onset))
+                    self.armed[:] = False
+                    self.block_until = self.t + self.refr_frames
             self.t += 1
         return smooth, events
-
-    def _choose(self, ready: np.ndarray, s: np.ndarray) -> tuple[int, float | None]:
-        """The keyword to fire (-1: none): the ready one furthest over its threshold; with a
-        verifier, the furthest over that the verifier accepts (a rejected candidate stays ready
-        and is verified again at the next step, with more of what followed it)."""
-        margin = np.where(ready, s - self.thr, -np.inf)
-        if self.verifier is None:
-            return int(np.argmax(margin)), None
-        probs = self.verifier(self.t)
-        for j in np.argsort(-margin)[: int(ready.sum())]:
-            v = float(probs[self.first_kw_class + j])
-            if v >= self.vthr[j]:
-                return int(j), v
-        return -1, None
 
 
 def smoothed(post_kw: np.ndarray, m: int) -> np.ndarray:
@@ -147,12 +110,10 @@ def single_keyword_events(
     cfg: DecisionConfig,
     refr_frames: int,
     patience: int | None = None,
-    accept: np.ndarray | None = None,
 ) -> list[int]:
     """Firing frames of the Decider for one keyword alone (others disabled), from its smoothed score
-    `s` (1-D), with `patience` (default: cfg.patience, which must then be one number) and, for a
-    cascade, `accept` (per frame: does the verifier accept this keyword there). Exact and fast:
-    only runs of frames above threshold are visited (for calibration)."""
+    `s` (1-D), with `patience` (default: cfg.patience, which must then be one number). Exact and
+    fast: only runs of frames above threshold are visited (for calibration)."""
     if patience is None:
         patience = int(cfg.patience)  # type: ignore[arg-type]
     hot = s >= thr
@@ -167,11 +128,6 @@ def single_keyword_events(
         f = max(a + patience - 1, block_until + 1)
         if f >= b:
             continue
-        if accept is not None:  # the first frame from f on in this run that the verifier accepts
-            ok = np.flatnonzero(accept[f:b])
-            if ok.size == 0:
-                continue
-            f += int(ok[0])
         if fires:  # re-armed only by a low frame after the last firing, at or before f
             i = np.searchsorted(low, fires[-1] + 1)
             if i >= len(low) or low[i] > f:

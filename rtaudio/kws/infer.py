@@ -51,9 +51,6 @@ class Streamer:
         feats = parts[0] if len(parts) == 1 else np.concatenate(parts, 1)
         if self.norm is not None:
             feats = self.norm.push(feats)
-        # this push's frames of the config's own front end (the first columns; an ensemble's members
-        # may read more): what a verifier was trained on and reads
-        self.last_own_feats = feats[:, : self.cfg.dim]
         n = feats.shape[0]
         first = self.frame
         self.frame += n

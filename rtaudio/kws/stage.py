@@ -19,7 +19,7 @@ from .decision import Decider, DecisionConfig, step_end_sample
 @register
 class KeywordSpotter(Stage):
     kind = "kws"
-    summary = "Streaming keyword classifier (GRU or DS-CNN on log-mel): posteriors and keyword events."
+    summary = "Streaming keyword classifier (TCN, GRU or DS-CNN on log-mel): posteriors and keyword events."
     params = (
         Param(
             "model", str, None, optional=True, help="model dir or .pt (default: the shipped 10-word model)"
@@ -38,22 +38,6 @@ class KeywordSpotter(Stage):
         ),
         Param("patience", int, None, min=1, max=100, optional=True, unit="frames"),
         Param("refractory", float, None, min=0.0, max=10.0, optional=True, unit="s"),
-        Param(
-            "verifier",
-            str,
-            None,
-            optional=True,
-            help="second-stage verifier dir or .pt ('default': the shipped one for the shipped model)",
-        ),
-        Param(
-            "verify_threshold",
-            float,
-            None,
-            min=0.0,
-            max=1.0,
-            optional=True,
-            help="one verifier threshold for all keywords (default: calibrated)",
-        ),
         Param("posteriors", bool, True, help="publish 'posteriors' messages"),
         Param("topic", str, "keyword", help="bus topic of the events (fusion pipelines rename it)"),
     )
@@ -63,20 +47,11 @@ class KeywordSpotter(Stage):
         from . import models  # torch is imported only when a kws stage is built
 
         self.net, self.config = models.load(self.model, where=self.where)
-        self.second_stage = None  # the verifier, if any
-        if self.verifier is not None:
-            from .verifier import Verifier
-
-            self.second_stage = Verifier(self.verifier, models.resolve(self.model)[0], where=self.where)
         self.keywords: list[str] = list(self.config["keywords"])
         self.classes: tuple[str, ...] = tuple(self.config["classes"])
 
     def decision_config(self) -> DecisionConfig:
         d = dict(self.config["decision"])
-        if self.second_stage is not None:  # the cascade's jointly calibrated settings
-            d.update(self.second_stage.config["cascade"])
-            if self.verify_threshold is not None:
-                d["verify"] = [self.verify_threshold] * len(self.keywords)
         if self.threshold is not None:
             d["thresholds"] = [self.threshold] * len(self.keywords)
         for key in ("smooth", "patience", "refractory"):
@@ -95,16 +70,7 @@ class KeywordSpotter(Stage):
                 f"(put a 'resample' stage with rate = {rate} before it)"
             )
         self.hop, self.win = self.streamer.cfg.hop, self.streamer.cfg.win
-        verify = None
-        if self.second_stage is not None:
-            from .verifier import FeatureHistory
-
-            self.history = FeatureHistory(self.second_stage.window, self.second_stage.pad)
-            stride = self.streamer.stride
-            verify = lambda step: self.second_stage.probs(self.history, step * stride + stride - 1)  # noqa: E731
-        self.decider = Decider(
-            self.decision_config(), self.hop * self.streamer.stride / rate, verifier=verify
-        )
+        self.decider = Decider(self.decision_config(), self.hop * self.streamer.stride / rate)
         self.thresholds = list(self.decider.cfg.thresholds)
         self.kw_samples = {k: int(s * rate) for k, s in self.config.get("keyword_seconds", {}).items()}
         self.before_end = int(self.config.get("label_before_end", 0.05) * rate)
@@ -113,14 +79,10 @@ class KeywordSpotter(Stage):
     def reset(self) -> None:
         self.streamer.reset()
         self.decider.reset()
-        if self.second_stage is not None:
-            self.history.reset()
 
     def process(self, block: np.ndarray) -> np.ndarray:
         mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
         frames, post = self.streamer.push(mono)
-        if self.second_stage is not None:
-            self.history.push(self.streamer.last_own_feats)
         if frames.shape[0] == 0:
             return block
         stride = self.streamer.stride
@@ -143,7 +105,6 @@ class KeywordSpotter(Stage):
                     "score": round(e.score, 4),
                     "detector": "kws",
                     "threshold": round(float(self.thresholds[e.keyword]), 4),
-                    **({} if e.verified is None else {"verified": round(e.verified, 4)}),
                     "end": end,
                     "start": max(0, end - self.kw_samples.get(label, 0)),
                 },
