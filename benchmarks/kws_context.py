@@ -24,10 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rtaudio.kws import models  # noqa: E402
 from rtaudio.kws.calibration import held_out_stream  # noqa: E402
-from rtaudio.kws.data import (
-    PIECE_S,  # noqa: E402
-    build_corpus,  # noqa: E402
-)
+from rtaudio.kws.data import PIECE_S, build_corpus  # noqa: E402
 from rtaudio.kws.decision import Decider, DecisionConfig, step_end_sample  # noqa: E402
 from rtaudio.kws.features import FeatureConfig  # noqa: E402
 from rtaudio.kws.infer import posteriors_offline  # noqa: E402

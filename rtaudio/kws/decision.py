@@ -5,7 +5,7 @@ grouping, get the same events.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -43,7 +43,6 @@ class Decider:
     cfg: DecisionConfig
     hop_s: float  # seconds per frame
     first_kw_class: int = 2
-    state: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.k = len(self.cfg.thresholds)
